@@ -1,0 +1,88 @@
+"""The ``mmdsynth`` command: a thin click shell over the library.
+
+Each subcommand lives in its own module (``pipeline/cli/<name>.py``, exposing
+``command``) and is imported only when used, so ``mmdsynth --help`` stays instant and
+a command never pays for another's imports (moderngl, h5py, dask...).
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from renderer.errors import ModelError
+
+COMMANDS = {
+    "info": "what the loader reads from model files",
+    "demo": "build a small dataset from the built-in demo character",
+    "preview": "render one image of a model",
+    "suggest": "automatic annotation as manifest records",
+    "annotate": "the labeling GUI (a local web app)",
+    "build": "the batch job: poses -> sharded HDF5 (resumable)",
+    "inspect": "summary of a built dataset",
+    "verify": "integrity check of a built dataset",
+    "layers": "Live2D-style layer tools (import dumps)",
+    "bench": "throughput figures beside their references",
+}
+
+
+class UserError(click.ClickException):
+    """Bad input from the user: printed as one line, exit status 2, no traceback."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
+# Library exceptions that describe bad user input; anything else is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (ModelError, FileNotFoundError, NotADirectoryError,
+                                                 IsADirectoryError, PermissionError)
+
+
+def register_user_error(*types: type[BaseException]) -> None:
+    """Let a library module declare its own bad-input exception types."""
+    global USER_ERRORS
+    USER_ERRORS = USER_ERRORS + types
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"pipeline.cli.{name}")
+        return module.command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl(list(COMMANDS.items()))
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mmd-synth")
+def cli() -> None:
+    """mmd-synth: MikuMikuDance models -> training data for talking-head and layer networks.
+
+    Start with `mmdsynth demo`, which builds a small dataset from the built-in demo
+    character. Conventions (pose axes, framing, lighting) are in the README.
+    """
+
+
+def main() -> None:
+    try:
+        code = cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except USER_ERRORS as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    # ctx.exit(n) inside a command (e.g. "some models failed") comes back as n.
+    sys.exit(code if isinstance(code, int) else 0)
