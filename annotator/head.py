@@ -1,0 +1,112 @@
+"""Head bounds (skull top, chin tip) from a model's own bones and geometry.
+
+The skull is the set of vertices skinned mainly to the head bone 頭 itself: hair that
+lies on the skull moves with it, while twin tails, ribbons and most ahoge hang on bones
+of their own. The top is the highest level at which that set is still wide (a thin
+spike is not a skull); the chin is the lowest point of its centre line in front of the
+neck, which excludes the neck, headset microphones and hair hanging at the sides.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from renderer.model import Model
+
+HEAD_BONE = "頭"
+NECK_BONE = "首"
+EYE_BONES = ("左目", "右目")
+MIN_WEIGHT = 0.5  # a vertex belongs to the head when the head bones carry this much of it
+TOP_WIDTH = 0.15  # the skull top is where the cross-section reaches this fraction of the head width
+CENTRE = 0.04  # half-width of the chin's centre line, as a fraction of the head width
+FRONT = 0.02  # margin in front of the neck, as a fraction of the head depth
+
+
+class NotACharacter(ValueError):
+    """The model has no head to frame; the message is the manifest's reject reason."""
+
+
+def descendants(model: Model, bone: int) -> np.ndarray:
+    """Boolean mask over bones: ``bone`` and everything parented below it."""
+    parent = model.bones.parent
+    mask = np.zeros(len(parent), bool)
+    mask[bone] = True
+    for _ in range(len(parent)):
+        grown = mask | ((parent >= 0) & mask[np.maximum(parent, 0)])
+        if (grown == mask).all():
+            break
+        mask = grown
+    return mask
+
+
+def bone_weight(model: Model, bones: np.ndarray) -> np.ndarray:
+    """Per vertex, the total skinning weight on the bones in the boolean mask ``bones``."""
+    index = model.vertices.bone_indices
+    valid = index >= 0
+    return np.where(valid & bones[np.where(valid, index, 0)], model.vertices.bone_weights, 0).sum(1)
+
+
+def head_vertices(model: Model) -> np.ndarray:
+    """Positions of the skull's vertices (head bone itself, else its subtree)."""
+    if len(model.vertices) == 0:
+        raise NotACharacter("no vertices")
+    head = model.bones.find(HEAD_BONE)
+    if head < 0:
+        raise NotACharacter(f"no head bone {HEAD_BONE!r}: not a character")
+    only = np.zeros(len(model.bones), bool)
+    only[head] = True
+    for bones in (only, descendants(model, head)):
+        selected = bone_weight(model, bones) >= MIN_WEIGHT
+        if selected.sum() >= 8:
+            return model.vertices.positions[selected]
+    raise NotACharacter(f"no geometry skinned to the head bone {HEAD_BONE!r}")
+
+
+def skull_top(points: np.ndarray, centre_x: float) -> float:
+    """Highest y whose points (with all above) span TOP_WIDTH of the head width around the centre."""
+    width = np.ptp(points[:, 0])
+    order = np.argsort(-points[:, 1])
+    x = points[order, 0] - centre_x
+    span = np.maximum.accumulate(x) - np.minimum.accumulate(x)
+    return float(points[order[np.argmax(span >= TOP_WIDTH * width)], 1])
+
+
+def chin_tip(model: Model, points: np.ndarray, centre_x: float) -> float:
+    """Lowest point of the head's centre line that lies in front of the neck."""
+    width = np.ptp(points[:, 0])
+    line = points[np.abs(points[:, 0] - centre_x) <= CENTRE * width]
+    front = line[line[:, 2] > _neck_front(model, centre_x, width) + FRONT * np.ptp(points[:, 2])]
+    if len(front) == 0:
+        raise NotACharacter("no face geometry in front of the neck on the head's centre line")
+    return float(front[:, 1].min())
+
+
+def _neck_front(model: Model, centre_x: float, width: float) -> float:
+    """z of the neck's front on the centre line (the head bone's z when nothing is skinned to 首)."""
+    neck = model.bones.find(NECK_BONE)
+    bone = neck if neck >= 0 else model.bones.find(HEAD_BONE)
+    only = np.zeros(len(model.bones), bool)
+    only[bone] = True
+    positions = model.vertices.positions
+    on_neck = (bone_weight(model, only) >= MIN_WEIGHT) & (np.abs(positions[:, 0] - centre_x) <= CENTRE * width)
+    return float(positions[on_neck, 2].max()) if on_neck.any() else float(model.bones.positions[bone, 2])
+
+
+def suggest_head_bounds(model: Model) -> tuple[float, float, float]:
+    """(top_y, chin_y, confidence in [0, 1]); raises NotACharacter when there is no head."""
+    points = head_vertices(model)
+    centre_x = float(model.bones.positions[model.bones.find(HEAD_BONE), 0])
+    top = skull_top(points, centre_x)
+    chin = chin_tip(model, points, centre_x)
+    if not top > chin:
+        raise NotACharacter("no face: the head geometry has no height")
+    return top, chin, _confidence(model, top, chin)
+
+
+def _confidence(model: Model, top: float, chin: float) -> float:
+    """High when the eyes sit between chin and top, as on every face; lower without eye bones."""
+    eyes = [model.bones.find(name) for name in EYE_BONES]
+    if min(eyes) < 0:
+        return 0.7
+    eye_y = model.bones.positions[eyes, 1].mean()
+    level = (eye_y - chin) / (top - chin)
+    return 0.95 if 0.2 <= level <= 0.7 else 0.4

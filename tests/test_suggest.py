@@ -1,0 +1,110 @@
+"""Suggestions on generated models: the demo character (known truth) and a prop."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from annotator.head import NotACharacter, suggest_head_bounds
+from annotator.roles import normalise, suggest_roles, vertex_effects
+from manifests.record import ROLES
+from renderer.model import Morph, MorphKind
+
+demo = pytest.importorskip("renderer.demo")
+
+
+def demo_truth() -> dict[str, str | None]:
+    """Roles of the demo's eye morphs from how it builds them (sides closed, smile lid)."""
+    truth = dict.fromkeys(ROLES)
+    truth["mouth_open"] = demo.MOUTH_MORPH[0]
+    for name, (_english, sides, smile) in demo.EYE_MORPHS.items():
+        role = "blink" if len(sides) == 2 else "wink_left" if sides == (1,) else "wink_right"
+        truth[("smile_" + role) if smile else role] = name
+    return truth
+
+
+@pytest.fixture(scope="module")
+def character():
+    return demo.demo_model()
+
+
+def test_demo_head_bounds_within_5_percent(character):
+    top, chin, confidence = suggest_head_bounds(character)
+    true_top, true_chin = demo.DEMO_HEAD
+    height = true_top - true_chin
+    assert abs(top - true_top) < 0.05 * height and abs(chin - true_chin) < 0.05 * height
+    assert confidence > 0.9
+
+
+def test_demo_roles(character):
+    top, chin, _ = suggest_head_bounds(character)
+    roles, confidences = suggest_roles(character, (top, chin))
+    assert roles == demo_truth()
+    assert all(0 <= value <= 1 for value in confidences.values())
+
+
+def test_geometry_beats_lying_names(character):
+    """Swap the names of the left and right normal winks: the roles follow the geometry."""
+    truth = demo_truth()
+    left, right = truth["wink_left"], truth["wink_right"]
+    renamed = {left: right, right: left}
+    morphs = [dataclasses.replace(m, name=renamed.get(m.name, m.name)) for m in character.morphs]
+    roles, _ = suggest_roles(dataclasses.replace(character, morphs=morphs))
+    assert (roles["wink_left"], roles["wink_right"]) == (right, left)
+
+
+def test_group_morph_acts_through_members(character):
+    blink = character.find_morph(demo_truth()["blink"])
+    group = Morph("目閉じ", "eyes shut", 2, MorphKind.GROUP, np.array([blink], np.int32), np.array([[1.0]], np.float32))
+    morphs = [dataclasses.replace(m, name=f"x{i}") if i == blink else m for i, m in enumerate(character.morphs)]
+    model = dataclasses.replace(character, morphs=morphs + [group])
+    effects = {effect.name: effect for effect in vertex_effects(model)}
+    assert np.allclose(effects["目閉じ"].offset, effects[f"x{blink}"].offset)
+    assert suggest_roles(model)[0]["blink"] in ("目閉じ", f"x{blink}")
+
+
+def test_names_are_normalised():
+    assert normalise("ｳｨﾝｸ２右") == "ウィンク2右"
+    assert normalise(" Blink ") == "blink"
+
+
+def test_prop_is_not_a_character():
+    synthetic = pytest.importorskip("renderer.synthetic")
+    with pytest.raises(NotACharacter, match="no head bone"):
+        suggest_head_bounds(synthetic.prop_model())
+
+
+def test_empty_model_is_not_a_character(character):
+    empty = dataclasses.replace(character, vertices=dataclasses.replace(
+        character.vertices, **{f.name: getattr(character.vertices, f.name)[:0]
+                               for f in dataclasses.fields(character.vertices)}))
+    with pytest.raises(NotACharacter, match="no vertices"):
+        suggest_head_bounds(empty)
+
+
+def test_suggest_file_and_cli(character, tmp_path):
+    """Through a real file: the loader, the record, the CLI (stdout and manifest)."""
+    pytest.importorskip("renderer.loader")
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+    from renderer.pmx_writer import write_pmx
+
+    (tmp_path / "chars").mkdir()
+    path = tmp_path / "chars" / "demo.pmx"
+    write_pmx(character, path)
+    (tmp_path / "chars" / "broken.pmx").write_bytes(b"PMX \x00")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["suggest", str(path), "--models-root", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output)
+    assert record["model"] == "chars/demo.pmx" and record["group"] == "chars" and record["status"] == "ok"
+    assert record["morphs"] == demo_truth() and record["source"] == "suggested"
+    manifest = tmp_path / "m.jsonl"
+    result = runner.invoke(cli, ["suggest", str(path), str(tmp_path / "chars" / "broken.pmx"), "--manifest", str(manifest)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in manifest.read_text("utf-8").splitlines()]
+    assert [line["status"] for line in lines] == ["ok", "rejected"]
+    assert lines[1]["reject_reason"] and lines[1]["head"] is None
