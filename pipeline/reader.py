@@ -1,0 +1,312 @@
+"""What trainers import: map-style and streaming access to built shards, without torch.
+
+Both classes are safe in PyTorch DataLoader workers under fork and spawn: no HDF5 file
+is kept open until the first read in a process, handles opened before a fork are dropped
+in the child (the owning pid is checked), and pickling drops every handle. Open files
+and dataset handles are then reused for the life of the process.
+
+Samples are dicts of numpy arrays: images are uint8 (H, W, 4) RGBA (layer fields
+(L, H, W, 4)), ``pose`` is float32 (6,), ``sample_id`` int64; ``rest`` is the rest image
+of the sample's model. ``to_chw`` turns images into float32 CHW for a network.
+"""
+from __future__ import annotations
+
+import bisect
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from h5py import h5s
+
+from pipeline.shards import FIELDS, IMAGE_FIELDS, INDEX_NAME, LAYER_FIELDS, DatasetError, open_shard, read_index
+
+DEFAULT_FIELDS = ("rest", "expression", "posed", "pose")
+SMALL_FIELDS = ("pose", "model_index", "sample_id")
+PER_MODEL = {"rest": "rest", "layers/rest": "layers/rest"}  # field -> per-model dataset
+Sample = dict[str, np.ndarray]
+# Per dataset: a few 256 x 256 RGBA chunks, so the rest images of a shard's models,
+# which samples share, stay decoded; other images are each read once per epoch.
+CACHE_BYTES = 4 * 1024 * 1024
+
+
+class ToCHW:
+    """Images -> float32 (..., 4, H, W) in [-1, 1] or [0, 1]; other fields untouched.
+
+    A class rather than a lambda so that a Dataset holding it pickles for spawn workers.
+    Works on one sample and on a ``get_batch`` result alike (it moves the last axis).
+    """
+
+    def __init__(self, value_range: str = "[-1,1]") -> None:
+        if value_range not in ("[-1,1]", "[0,1]"):
+            raise ValueError(f"range must be '[-1,1]' or '[0,1]', not {value_range!r}")
+        self.value_range = value_range
+
+    def __call__(self, sample: Sample) -> Sample:
+        return {name: self._image(value) if name in IMAGE_FIELDS + LAYER_FIELDS else value
+                for name, value in sample.items()}
+
+    def _image(self, image: np.ndarray) -> np.ndarray:
+        chw = np.moveaxis(image, -1, -3).astype(np.float32)
+        if self.value_range == "[0,1]":
+            return chw * np.float32(1 / 255)
+        return chw * np.float32(2 / 255) - np.float32(1)
+
+
+def to_chw(range: str = "[-1,1]") -> ToCHW:  # noqa: A002 (the name trainers expect)
+    """A picklable transform turning images into float32 CHW in ``range``."""
+    return ToCHW(range)
+
+
+class Dataset:
+    """Map-style access to one split: ``len``, ``ds[i]`` by global index, ``get_batch``.
+
+    Global indices run across the split's shards in ``index.json`` order.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str = "train",
+                 fields: Sequence[str] = DEFAULT_FIELDS,
+                 transform: Callable[[Sample], Sample] | None = None) -> None:
+        self.root = Path(root)
+        self.split, self.fields, self.transform = split, tuple(fields), transform
+        index = read_index(self.root)
+        entries = [entry for entry in index["shards"] if entry["split"] == split]
+        if not entries:
+            known = sorted({entry["split"] for entry in index["shards"]})
+            raise DatasetError(f"{self.root / INDEX_NAME}: no shards for split {split!r} (splits: {known})")
+        unknown = [name for name in self.fields if name not in FIELDS]
+        if unknown:
+            raise DatasetError(f"{self.root}: unknown field(s) {unknown}; known: {list(FIELDS)}")
+        self.paths = [self.root / entry["file"] for entry in entries]
+        counts = np.array([entry["samples"] for entry in entries], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(counts)])
+        self._starts = self.offsets.tolist()
+        self._drop_handles()
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def locate(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Global indices -> (shard number, row inside that shard)."""
+        shard = np.searchsorted(self.offsets, indices, side="right") - 1
+        return shard, indices - self.offsets[shard]
+
+    def __getitem__(self, index: int) -> Sample:
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for {n} samples of split {self.split!r}")
+        index %= n
+        shard = bisect.bisect_right(self._starts, index) - 1
+        row = index - self._starts[shard]
+        sample = {}
+        for name in (*self.fields, "sample_id"):
+            source, pick = self._source(shard, name, row)
+            sample[name] = self._dataset(shard, source)[pick] if source else self._small(shard, name)[row].copy()
+        return self.transform(sample) if self.transform else sample
+
+    def get_batch(self, indices: Sequence[int]) -> Sample:
+        """Samples stacked along a first axis, in the order given; read in sorted order per shard.
+
+        One thread: h5py serializes every call under its global lock, so a thread pool
+        measured 3.5x slower than this loop; parallelism comes from DataLoader worker
+        processes instead.
+        """
+        batch = self._read(indices)
+        return self.transform(batch) if self.transform else batch
+
+    def _read(self, indices: Sequence[int]) -> Sample:
+        indices = np.asarray(indices, dtype=np.int64)
+        if len(indices) and not (indices.min() >= -len(self) and indices.max() < len(self)):
+            raise IndexError(f"indices outside 0..{len(self) - 1} of split {self.split!r}")
+        shards, rows = self.locate(indices % max(len(self), 1))
+        batch = self._empty(len(indices))
+        for shard in np.unique(shards):
+            positions = np.flatnonzero(shards == shard)
+            positions = positions[np.argsort(rows[positions], kind="stable")]
+            self._read_rows(int(shard), rows[positions], positions, batch)
+        return batch
+
+    def _empty(self, n: int) -> Sample:
+        batch = {}
+        for name in (*self.fields, "sample_id"):
+            source = self._dataset(0, PER_MODEL.get(name, name))
+            batch[name] = np.empty((n, *source.shape[1:]), dtype=source.dtype)
+        return batch
+
+    def _read_rows(self, shard: int, rows: np.ndarray, positions: np.ndarray, batch: Sample) -> None:
+        """Rows of one shard into ``batch[...][positions]``: per-sample arrays from an in-memory
+        copy, images one chunk each straight into place (h5py's fancy indexing is far slower)."""
+        for name in batch:
+            source, picks = self._source(shard, name, rows)
+            if source:
+                _read_chunks(self._dataset(shard, source), picks, batch[name], positions)
+            else:
+                batch[name][positions] = self._small(shard, name)[rows]
+
+    def _source(self, shard: int, name: str, rows: Any) -> tuple[str | None, Any]:
+        """Where a field's images live and which rows to read: per-model images go through
+        model_index. (None, rows) for the small per-sample arrays kept in memory."""
+        if name in SMALL_FIELDS:
+            return None, rows
+        if name in PER_MODEL:
+            return PER_MODEL[name], self._small(shard, "model_index")[rows]
+        return name, rows
+
+    def _small(self, shard: int, name: str) -> np.ndarray:
+        """A per-sample array read whole once (a few bytes per sample) and kept."""
+        key = (shard, name)
+        if key not in self._arrays:
+            self._arrays[key] = self._dataset(shard, name)[()]
+        return self._arrays[key]
+
+    def _dataset(self, shard: int, name: str) -> Any:
+        """An open h5py dataset, reused; files are (re)opened lazily in each process."""
+        if self._pid != os.getpid():
+            self._drop_handles()
+        key = (shard, name)
+        dataset = self._datasets.get(key)
+        if dataset is None:
+            f = self._files.get(shard) or self._open(shard)
+            if name not in f:
+                raise DatasetError(f"{self.paths[shard]}: field {name!r} was not built "
+                                   f"(layer fields need a build with --layers)")
+            dataset = self._datasets[key] = f[name]
+        return dataset
+
+    def _open(self, shard: int) -> Any:
+        f = self._files[shard] = open_shard(self.paths[shard], cache_bytes=CACHE_BYTES)
+        return f
+
+    def _drop_handles(self) -> None:
+        self._pid = os.getpid()
+        self._files: dict[int, Any] = {}
+        self._datasets: dict[tuple[int, str], Any] = {}
+        self._arrays: dict[tuple[int, str], np.ndarray] = {}
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for name in ("_files", "_datasets", "_arrays", "_pid"):
+            state.pop(name)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._drop_handles()
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._drop_handles()
+
+
+class StreamingDataset:
+    """An iterable over one split with shard-aware shuffling, for DDP ranks and loader workers.
+
+    Each epoch's order comes from ``np.random.default_rng((seed, epoch))``: the shard order
+    is shuffled, then the rows inside each shard, so a worker reads few shards at a time.
+    That sequence is split into ``world_size`` contiguous parts (rank ``r`` takes part
+    ``r``); by default every sample is seen exactly once per epoch and ranks' counts differ
+    by at most one. With ``drop_last`` every rank gets ``len // world_size`` samples (what
+    DDP needs for equal step counts; the few dropped change with the epoch's shuffle).
+
+    Inside a rank, the samples are dealt to loader workers in runs of ``batch_size``:
+    run ``c`` goes to worker ``c % num_workers``, which is exactly the order in which a
+    DataLoader with that batch size hands batches back. So whatever has been consumed is
+    always a prefix of the rank's sequence, and ``position`` (samples consumed) resumes
+    an epoch without repeating or skipping, with or without workers.
+
+    Import torch before creating one: it then registers itself as a torch
+    ``IterableDataset``, which is how a DataLoader knows to iterate it.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str = "train",
+                 fields: Sequence[str] = DEFAULT_FIELDS, seed: int = 0, shuffle: bool = True,
+                 rank: int = 0, world_size: int = 1, drop_last: bool = False, batch_size: int = 1,
+                 transform: Callable[[Sample], Sample] | None = None) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world_size {world_size}")
+        self.dataset = Dataset(root, split, fields, transform)
+        self.seed, self.shuffle, self.rank, self.world_size = seed, shuffle, rank, world_size
+        self.drop_last, self.batch_size = drop_last, max(1, int(batch_size))
+        self.epoch, self.position = 0, 0
+        _register_with_torch()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` from its beginning (call before each epoch, as with DistributedSampler)."""
+        self.epoch, self.position = int(epoch), 0
+
+    def state_dict(self, consumed: int | None = None) -> dict[str, int]:
+        """Where this rank is. With loader workers this object cannot see their progress:
+        pass ``consumed``, the samples the trainer has taken from the loader this epoch."""
+        return {"epoch": self.epoch, "position": self.position if consumed is None else int(consumed)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+    def epoch_order(self) -> np.ndarray:
+        """Every global index of the split once, in this epoch's order."""
+        offsets = self.dataset.offsets
+        shards = np.arange(len(offsets) - 1)
+        if not self.shuffle:
+            return np.arange(offsets[-1])
+        rng = np.random.default_rng((self.seed, self.epoch))
+        return np.concatenate([offsets[k] + rng.permutation(offsets[k + 1] - offsets[k])
+                               for k in rng.permutation(shards)])
+
+    def rank_order(self) -> np.ndarray:
+        """This rank's part of the epoch, from its start."""
+        order = self.epoch_order()
+        if self.drop_last:
+            per_rank = len(order) // self.world_size
+            return order[self.rank * per_rank:(self.rank + 1) * per_rank]
+        return np.array_split(order, self.world_size)[self.rank]
+
+    def __len__(self) -> int:
+        return len(self.rank_order())
+
+    def worker_order(self, worker_id: int = 0, num_workers: int = 1) -> np.ndarray:
+        """The global indices this worker yields, resuming after ``position``."""
+        remaining = self.rank_order()[self.position:]
+        run = np.arange(len(remaining)) // self.batch_size
+        return remaining[run % num_workers == worker_id]
+
+    def iterate(self, worker_id: int = 0, num_workers: int = 1) -> Iterator[Sample]:
+        """The samples of one worker; ``position`` advances only when running without workers."""
+        for index in self.worker_order(worker_id, num_workers):
+            sample = self.dataset[int(index)]
+            if num_workers == 1:
+                self.position += 1
+            yield sample
+        if num_workers == 1:
+            self.position = 0
+
+    def __iter__(self) -> Iterator[Sample]:
+        return self.iterate(*_worker())
+
+
+def _register_with_torch() -> None:
+    """Make a DataLoader treat StreamingDataset as iterable (its ABC allows registration),
+    if the trainer has imported torch: this module never imports it."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.utils.data.IterableDataset.register(StreamingDataset)
+
+
+def _worker() -> tuple[int, int]:
+    """(worker id, worker count) inside a torch DataLoader worker, else (0, 1); never imports torch."""
+    torch = sys.modules.get("torch")
+    info = torch.utils.data.get_worker_info() if torch is not None else None
+    return (info.id, info.num_workers) if info is not None else (0, 1)
+
+
+def _read_chunks(dataset: Any, rows: np.ndarray, out: np.ndarray, positions: np.ndarray) -> None:
+    """``out[p] = dataset[r]`` for each pair, decoded straight into ``out``: no temporary
+    image (measured 1.6x faster for batches than ``dataset[r]`` plus a copy)."""
+    file_space = dataset.id.get_space()
+    count = (1, *out.shape[1:])
+    memory_space = h5s.create_simple(count)
+    for row, position in zip(rows.tolist(), positions.tolist()):
+        file_space.select_hyperslab((row, *(0,) * (out.ndim - 1)), count)
+        dataset.id.read(memory_space, file_space, out[position:position + 1])

@@ -1,0 +1,74 @@
+"""The reader inside a real torch DataLoader with two workers, under fork and spawn."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch.utils.data import DataLoader  # noqa: E402
+
+from pipeline.reader import Dataset, StreamingDataset, to_chw  # noqa: E402
+from test_reader import ALL_FIELDS, TRAIN_SHARDS, assert_same, build_dataset, direct  # noqa: E402
+
+CONTEXTS = ["fork", "spawn"]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return build_dataset(tmp_path_factory.mktemp("torch") / "ds")
+
+
+def as_numpy(batch: dict) -> dict[str, np.ndarray]:
+    return {name: value.numpy() for name, value in batch.items()}
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_map_style_in_workers(root, context):
+    ds = Dataset(root, fields=ALL_FIELDS)
+    ds[0]  # open handles in the parent: the fork child must not reuse them
+    loader = DataLoader(ds, batch_size=4, shuffle=True, num_workers=2, multiprocessing_context=context,
+                        generator=torch.Generator().manual_seed(0))
+    seen = []
+    for batch in loader:
+        batch = as_numpy(batch)
+        for position, sample_id in enumerate(batch["sample_id"]):
+            assert_same({name: value[position] for name, value in batch.items()}, direct(root, "train", int(sample_id)))
+            seen.append(int(sample_id))
+    assert sorted(seen) == list(range(sum(TRAIN_SHARDS)))
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_streaming_in_workers_exactly_once_and_resumable(root, context):
+    def run(stream: StreamingDataset) -> list[int]:
+        loader = DataLoader(stream, batch_size=3, num_workers=2, multiprocessing_context=context)
+        ids = []
+        for batch in loader:
+            batch = as_numpy(batch)
+            for position, sample_id in enumerate(batch["sample_id"]):
+                expected = direct(root, "train", int(sample_id))
+                chw = np.moveaxis(expected["posed"], -1, 0) * (2 / 255) - 1
+                np.testing.assert_allclose(batch["posed"][position], chw, atol=1e-6)
+                ids.append(int(sample_id))
+        return ids
+
+    def stream(rank: int) -> StreamingDataset:
+        return StreamingDataset(root, fields=("posed",), seed=7, rank=rank, world_size=2, batch_size=3,
+                                transform=to_chw())
+
+    ranks = [run(stream(rank)) for rank in range(2)]
+    assert sorted(ranks[0] + ranks[1]) == list(range(sum(TRAIN_SHARDS)))
+    assert ranks[0] == stream(0).rank_order().tolist()  # batches arrive as a prefix of the rank's order
+
+    resumed = stream(0)
+    resumed.load_state_dict({"epoch": 0, "position": 6})
+    assert ranks[0][:6] + run(resumed) == ranks[0]
+
+
+def test_reader_does_not_import_torch():
+    code = ("import sys, pipeline.reader; "
+            "bad = [m for m in ('torch', 'dask', 'moderngl', 'renderer') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
