@@ -1,0 +1,169 @@
+"""``load_model(path)``: format detection by magic bytes, hashing, caching, texture resolution.
+
+Parsing is cached by the file's sha256, in process (a few models) and on disk
+(``$MMDSYNTH_CACHE`` or ``~/.cache/mmdsynth/models/<sha256>.pkl``), so a batch build
+that loads the same model in many workers parses it once. Texture resolution depends
+on where the file lies, so it runs on every load, after the cache.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import pickle
+import tempfile
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from renderer.errors import ModelError
+from renderer.model import Model
+from renderer.pmd import SHARED_TOON, read_pmd
+from renderer.pmx import read_pmx
+from renderer.textures import resolve
+
+_READERS = ("binary.py", "model.py", "pmd.py", "pmx.py", "loader.py")
+
+
+def _reader_version() -> str:
+    """Hash of the reader sources: any change to what they produce invalidates the disk cache."""
+    digest = hashlib.sha256()
+    for name in _READERS:
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+CACHE_VERSION = _reader_version()
+MEMORY_CACHE_SIZE = 4
+_memory: OrderedDict[str, Model] = OrderedDict()
+
+
+def parse_model(data: bytes, path: str | None = None) -> Model:
+    """Parse PMX or PMD bytes (detected by magic, not extension); no hashing, cache or textures."""
+    if not data:
+        raise ModelError(path, "empty file (0 bytes)")
+    if data.startswith(b"PMX "):
+        model = read_pmx(data, path)
+    elif data.startswith(b"Pmd"):
+        model = read_pmd(data, path)
+    else:
+        raise ModelError(path, f"not a PMX or PMD model (file starts with {data[:4]!r})")
+    if not len(model.vertices):
+        raise ModelError(path, "no vertices: not a character model")
+    return model
+
+
+def load_model(path: str | Path, *, cache: bool = True) -> Model:
+    """The model at ``path`` with ``path``, ``sha256`` and ``texture_paths`` filled in.
+
+    Raises :class:`ModelError` for anything wrong with the file, including a missing one.
+    """
+    path = Path(path)
+    data = read_model_bytes(path)
+    sha256 = hashlib.sha256(data).hexdigest()
+    model = _cached(sha256) if cache else None
+    if model is None:
+        model = parse_model(data, str(path))
+        if cache:
+            _remember(sha256, model)
+    return _placed(model, path, sha256)
+
+
+@dataclass
+class ModelInfo:
+    """What ``mmdsynth info`` reports for one file; ``load_seconds`` is the parse alone."""
+
+    model: str
+    vertices: int
+    faces: int
+    materials: int
+    bones: int
+    morphs: int
+    textures_missing: list[str]
+    load_seconds: float
+
+
+def inspect_model(path: str | Path) -> ModelInfo:
+    """Parse ``path`` afresh (no cache), timing only the parse, and summarise it."""
+    path = Path(path)
+    data = read_model_bytes(path)
+    start = time.perf_counter()
+    parsed = parse_model(data, str(path))
+    seconds = time.perf_counter() - start
+    model = _placed(parsed, path, hashlib.sha256(data).hexdigest())
+    return ModelInfo(model=str(path), vertices=len(model.vertices), faces=len(model.indices),
+                     materials=len(model.materials), bones=len(model.bones), morphs=len(model.morphs),
+                     textures_missing=model.textures_missing, load_seconds=seconds)
+
+
+def read_model_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ModelError(str(path), f"cannot read file ({error.strerror or error})") from None
+
+
+def _placed(model: Model, path: Path, sha256: str) -> Model:
+    """A copy of a parsed (possibly cached) model, tied to where it lies on disk."""
+    model = copy.deepcopy(model)
+    model.path = str(path)
+    model.sha256 = sha256
+    resolve_textures(model, path.parent)
+    return model
+
+
+def resolve_textures(model: Model, model_dir: Path) -> None:
+    """Fill ``texture_paths`` for every referenced name; missing files become warnings.
+
+    Shared toons count as missing only never: a PMD toon file beside the model wins (as in
+    MMD), otherwise the renderer uses the built-in ramp.
+    """
+    m = model.materials
+    for i, (toon, shared) in enumerate(zip(m.toon, m.toon_shared)):
+        if shared and model.format == "pmd" and resolve(model_dir, toon) is not None:
+            m.toon_shared[i] = False
+    names = [n for n in (*m.texture, *m.sphere) if n]
+    names += [t for t, shared in zip(m.toon, m.toon_shared) if t and not shared]
+    for name in dict.fromkeys(names):
+        found = resolve(model_dir, name)
+        model.texture_paths[name] = None if found is None else str(found)
+        if found is None:
+            model.warnings.append(f"texture {name!r} not found beside {model.path}")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MMDSYNTH_CACHE") or Path.home() / ".cache" / "mmdsynth" / "models")
+
+
+def clear_memory_cache() -> None:
+    _memory.clear()
+
+
+def _cached(sha256: str) -> Model | None:
+    if sha256 in _memory:
+        _memory.move_to_end(sha256)
+        return _memory[sha256]
+    try:
+        with open(cache_dir() / f"{sha256}.pkl", "rb") as file:
+            version, model = pickle.load(file)
+    except Exception:  # absent, unreadable or from another version: parse again
+        return None
+    if version != CACHE_VERSION or not isinstance(model, Model):
+        return None
+    _memory[sha256] = model
+    return model
+
+
+def _remember(sha256: str, model: Model) -> None:
+    _memory[sha256] = model
+    while len(_memory) > MEMORY_CACHE_SIZE:
+        _memory.popitem(last=False)
+    directory = cache_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as file:
+            pickle.dump((CACHE_VERSION, model), file, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(file.name, directory / f"{sha256}.pkl")
+    except OSError:
+        pass  # a read-only or full cache directory only costs speed
