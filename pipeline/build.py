@@ -1,0 +1,373 @@
+"""The batch job: a manifest and N poses -> sharded HDF5, in parallel, resumable, failure-isolated.
+
+One task renders one whole shard (its own Renderer per model, its own file), so workers
+never share anything but the read-only model files; joblib runs the tasks on local
+processes (loky) or, through its Dask backend, on a cluster. The parent alone writes
+``index.json``, after each finished shard. A rerun with the same config skips shards
+that are complete and redoes the rest; a different config refuses unless forced.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline import shards
+from pipeline.plan import DEFAULT_SHARD_SIZE, ModelSlice, Plan, ShardPlan, make_plan
+from pipeline.roles import bind_roles
+from pipeline.sampling import REST_POSE, expression_poses, sample_poses
+from pipeline.sheets import HISTOGRAMS_NAME, LAYERS_NAME, PREVIEW_NAME
+from pipeline.splits import DEFAULT_FRACTIONS
+
+BACKENDS = ("loky", "dask")
+RENDER_BATCH = 32  # poses per render_batch call: bounds a worker's memory at any shard size
+OUTPUTS = (HISTOGRAMS_NAME, PREVIEW_NAME, LAYERS_NAME)  # what a build writes beside the shards
+
+
+class BuildError(ValueError):
+    """The build cannot start: bad settings, or DIR holds a build with a different config."""
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """What every shard task needs besides its slice of the plan (picklable, small)."""
+
+    out: str
+    models_root: str
+    seed: int
+    size: int
+    config: dict[str, Any]
+    layers: bool
+
+
+@dataclass
+class ShardResult:
+    file: str  # relative to the dataset directory
+    split: str
+    samples: int
+    models: int
+    failed: list[dict[str, str]]
+    seconds: float
+
+    @property
+    def images(self) -> int:
+        return 2 * self.samples + self.models
+
+
+@dataclass
+class BuildReport:
+    out: Path
+    written: list[ShardResult] = field(default_factory=list)
+    skipped: int = 0  # shards already complete from an earlier run
+    failed: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    splits: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def images_written(self) -> int:
+        return sum(result.images for result in self.written)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images_written / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        splits = ", ".join(f"{split} {n}" for split, n in self.splits.items()) or "none"
+        lines = [f"{self.out}: {len(self.written)} shards written, {self.skipped} already complete; "
+                 f"samples per split: {splits}",
+                 f"{self.images_written} images in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s)"]
+        lines += [f"failed: {entry['model']}: {entry['reason']}" for entry in self.failed]
+        return "\n".join(lines)
+
+
+def build_config(plan: Plan, *, poses: int | None, poses_per_model: int | None, seed: int, size: int,
+                 layers: bool, shard_size: int, fractions: dict[str, float]) -> dict[str, Any]:
+    """Everything that alters the output; a resumed build must match it exactly."""
+    return {"records_sha256": plan.records_hash, "poses": poses, "poses_per_model": poses_per_model,
+            "seed": seed, "size": size, "layers": layers, "shard_size": shard_size,
+            "fractions": dict(fractions), "generator_version": shards.generator_version(),
+            "format_version": shards.FORMAT_VERSION}
+
+
+def build(manifest: str | os.PathLike, out: str | os.PathLike, poses: int | None = None, *,
+          poses_per_model: int | None = None, jobs: int = 1, backend: str = "loky",
+          scheduler: Any = None, seed: int = 0, size: int = 256, layers: bool = False,
+          shard_size: int = DEFAULT_SHARD_SIZE, fractions: dict[str, float] = DEFAULT_FRACTIONS,
+          models_root: str | os.PathLike | None = None, force: bool = False, progress: bool = True,
+          sheets: bool = True) -> BuildReport:
+    """Build (or resume) the dataset in ``out``; see the module docstring and DESIGN.md."""
+    from manifests.store import default_models_root, read_manifest
+
+    start = time.perf_counter()
+    _check_settings(jobs, backend, size, layers)
+    manifest = Path(manifest)
+    out = Path(out)
+    plan = make_plan(read_manifest(manifest), poses=poses, poses_per_model=poses_per_model,
+                     shard_size=shard_size, seed=seed, fractions=fractions)
+    config = build_config(plan, poses=poses, poses_per_model=poses_per_model, seed=seed, size=size,
+                          layers=layers, shard_size=shard_size, fractions=fractions)
+    index = _start_index(out, config, force)
+    done, todo = _resume(out, plan, config, index)
+    report = BuildReport(out=out, skipped=len(done))
+    settings = RenderSettings(out=str(out), models_root=str(models_root or default_models_root(manifest)),
+                              seed=seed, size=size, config=config, layers=layers)
+    planned = {_relative(out, shard): 2 * shard.samples + len(shard.slices) for shard in plan.shards}
+    _write_index(out, config, done)  # the config is on disk before the first shard
+    with _progress_bar(sum(planned.values()), sum(planned[r.file] for r in done), progress) as bar:
+        for result in _run(todo, settings, jobs, backend, scheduler):
+            report.written.append(result)
+            done.append(result)
+            _write_index(out, config, done)
+            bar.update(planned[result.file])
+    report.failed = [entry for result in done for entry in result.failed]
+    report.splits = split_counts(done)
+    report.seconds = time.perf_counter() - start
+    if sheets:
+        _write_sheets(out)
+    return report
+
+
+def _check_settings(jobs: int, backend: str, size: int, layers: bool) -> None:
+    if backend not in BACKENDS:
+        raise BuildError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if jobs < 1 and jobs != -1:
+        raise BuildError(f"--jobs must be a positive number (or -1 for all cores), got {jobs}")
+    if size < 8:
+        raise BuildError(f"--size must be at least 8 pixels, got {size}")
+    if layers:
+        layer_module()
+
+
+def layer_module() -> Any:
+    """The hook for ``--layers``: ``pipeline.layers`` renders per-part stacks when it exists.
+
+    It must provide ``NAMES`` (layer names in draw order) and
+    ``render_layers(renderer, model, overrides, poses) -> (N, L, H, W, 4) uint8``.
+    """
+    try:
+        return importlib.import_module("pipeline.layers")
+    except ModuleNotFoundError as error:
+        if error.name != "pipeline.layers":
+            raise
+        raise BuildError("--layers needs the pipeline.layers module, which this installation lacks") from None
+
+
+# ---- resuming -------------------------------------------------------------------------
+
+def _start_index(out: Path, config: dict[str, Any], force: bool) -> dict[str, Any] | None:
+    """The earlier build's index when it may be resumed; refuse (or, forced, wipe) a different one."""
+    if not (out / shards.INDEX_NAME).exists():
+        return None
+    try:
+        index = shards.read_index(out)
+    except shards.DatasetError:
+        if not force:
+            raise BuildError(f"{out}: holds an unreadable index.json; use --force to start over") from None
+        index = {"config": None}
+    if index.get("config") == config:
+        return index
+    if not force:
+        raise BuildError(f"{out}: already holds a build with a different config "
+                         f"({_config_changes(index.get('config') or {}, config)}); use --force to start over")
+    _wipe(out)
+    return None
+
+
+def _config_changes(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = sorted(set(old) | set(new), key=lambda key: (key not in new, key))
+    return ", ".join(f"{key} {old.get(key)!r} -> {new.get(key)!r}" for key in keys
+                     if old.get(key) != new.get(key))
+
+
+def _wipe(out: Path) -> None:
+    """Remove what a build writes (and only that)."""
+    shard_dir = out / shards.SHARDS_DIR
+    for path in [*shard_dir.glob("*.h5"), *shard_dir.glob(".*.h5.tmp")]:
+        path.unlink()
+    for name in (shards.INDEX_NAME, *OUTPUTS):
+        (out / name).unlink(missing_ok=True)
+
+
+def _relative(out: Path, shard: ShardPlan) -> str:
+    return shards.shard_path(out, shard.split, shard.number).relative_to(out).as_posix()
+
+
+def _resume(out: Path, plan: Plan, config: dict[str, Any],
+            index: dict[str, Any] | None) -> tuple[list[ShardResult], list[ShardPlan]]:
+    """Split the plan into shards already complete (as results) and shards to render."""
+    for stale in (out / shards.SHARDS_DIR).glob(".*.h5.tmp"):
+        stale.unlink()
+    seconds = {entry["file"]: entry.get("seconds", 0.0) for entry in (index or {}).get("shards", [])}
+    done: list[ShardResult] = []
+    todo: list[ShardPlan] = []
+    for shard in plan.shards:
+        result = _complete(out, shard, config, seconds)
+        if result is None:
+            todo.append(shard)
+        else:
+            done.append(result)
+    return done, todo
+
+
+def _complete(out: Path, shard: ShardPlan, config: dict[str, Any], seconds: dict[str, float]) -> ShardResult | None:
+    """The shard's result when its file is present, readable, of this config and has every model.
+
+    A shard that lost a model to a failure is redone, so a rerun retries failed models.
+    """
+    name = _relative(out, shard)
+    try:
+        with shards.open_shard(out / name) as f:
+            if f.attrs.get("config") != _config_text(config):
+                return None
+            present = list(f["models/name"].asstr()[:])
+            samples = len(f["sample_id"])
+    except (shards.DatasetError, OSError, KeyError):
+        return None
+    if present != [piece.model for piece in shard.slices] or samples != shard.samples:
+        return None
+    return ShardResult(file=name, split=shard.split, samples=samples, models=len(present), failed=[],
+                       seconds=float(seconds.get(name, 0.0)))
+
+
+def _config_text(config: dict[str, Any]) -> str:
+    """The config exactly as ShardWriter stores it in a shard's attributes."""
+    return json.dumps(config, sort_keys=True)
+
+
+def split_counts(results: list[ShardResult]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for result in sorted(results, key=lambda result: result.file):
+        counts[result.split] = counts.get(result.split, 0) + result.samples
+    return counts
+
+
+def _write_index(out: Path, config: dict[str, Any], results: list[ShardResult]) -> None:
+    ordered = sorted(results, key=lambda result: result.file)
+    shards.write_index(out, {
+        "format_version": shards.FORMAT_VERSION, "generator_version": shards.generator_version(),
+        "config": config, "splits": split_counts(ordered),
+        "shards": [{"file": r.file, "split": r.split, "samples": r.samples, "models": r.models,
+                    "seconds": round(r.seconds, 3)} for r in ordered],
+        "failed": [entry for result in ordered for entry in result.failed]})
+
+
+# ---- running --------------------------------------------------------------------------
+
+def _run(todo: list[ShardPlan], settings: RenderSettings, jobs: int, backend: str,
+         scheduler: Any) -> Iterator[ShardResult]:
+    """Shard results in completion order, from local processes or a Dask cluster."""
+    from joblib import Parallel, delayed, parallel_config
+
+    if not todo:
+        return
+    tasks = (delayed(render_shard)(shard, settings) for shard in todo)
+    with ExitStack() as stack:
+        if backend == "dask":
+            stack.enter_context(_dask_client(scheduler, jobs))
+            stack.enter_context(parallel_config(backend="dask"))
+            n_jobs = -1
+        else:
+            n_jobs = min(jobs if jobs > 0 else os.cpu_count() or 1, len(todo))
+        yield from Parallel(n_jobs=n_jobs, batch_size=1, return_as="generator_unordered")(tasks)
+
+
+@contextmanager
+def _dask_client(scheduler: Any, jobs: int) -> Iterator[Any]:
+    """A client of the given scheduler (address, cluster or client), or of a local cluster."""
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler is not None and hasattr(scheduler, "submit"):  # already a Client
+        yield scheduler
+        return
+    with ExitStack() as stack:
+        if scheduler is None:
+            workers = jobs if jobs > 0 else os.cpu_count() or 1
+            scheduler = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1,
+                                                         dashboard_address=None))
+        try:
+            client = stack.enter_context(Client(scheduler, timeout=30))
+        except OSError as error:
+            raise BuildError(f"cannot reach the Dask scheduler {scheduler}: {error}") from None
+        yield client
+
+
+def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="img", unit_scale=True, smoothing=0.1,
+                desc="build", disable=not enabled, dynamic_ncols=True)
+
+
+# ---- one shard (runs in a worker) -------------------------------------------------------
+
+def render_shard(shard: ShardPlan, settings: RenderSettings) -> ShardResult:
+    """Render one shard into its file; a model that fails is recorded and left out."""
+    start = time.perf_counter()
+    out = Path(settings.out)
+    layers = layer_module() if settings.layers else None
+    failed: list[dict[str, str]] = []
+    models = samples = 0
+    name = _relative(out, shard)
+    with shards.ShardWriter(out / name, size=settings.size, models=len(shard.slices),
+                            samples=shard.samples, split=shard.split, config=settings.config,
+                            layers=list(layers.NAMES) if layers else None) as writer:
+        for piece in shard.slices:
+            try:
+                _render_slice(writer, piece, settings, models, samples, layers)
+            except Exception as error:  # failure isolation: any model may be broken in its own way
+                failed.append({"model": piece.model, "reason": _reason(error), "shard": name})
+                continue
+            models += 1
+            samples += piece.count
+        writer.finish(samples=samples, models=models)
+    return ShardResult(file=name, split=shard.split, samples=samples, models=models, failed=failed,
+                       seconds=time.perf_counter() - start)
+
+
+def _reason(error: Exception) -> str:
+    from renderer.errors import ModelError
+
+    text = error.reason if isinstance(error, ModelError) else str(error)
+    return text if isinstance(error, (ModelError, ValueError)) else f"{type(error).__name__}: {text}"
+
+
+def _render_slice(writer: shards.ShardWriter, piece: ModelSlice, settings: RenderSettings,
+                  model_index: int, first: int, layers: Any) -> None:
+    """Model ``model_index`` of the shard and its samples from position ``first`` on."""
+    from renderer import Renderer
+    from renderer.loader import load_model
+
+    model = load_model(Path(settings.models_root) / piece.model)
+    if piece.sha256 and model.sha256 and piece.sha256 != model.sha256:
+        raise ValueError(f"the file changed since it was annotated (sha256 {model.sha256[:12]}, "
+                         f"manifest {piece.sha256[:12]})")
+    channels = bind_roles(piece.morphs, {morph.name for morph in model.morphs})
+    poses = sample_poses(settings.seed, piece.key, np.arange(piece.start, piece.start + piece.count))
+    with Renderer(model, head_bounds=piece.head, morphs=channels.binding(), size=settings.size) as renderer:
+        stack = (lambda p: layers.render_layers(renderer, model, piece.layers, p)) if layers else None
+        writer.add_model(model_index, piece.model, model.sha256 or piece.key, channels.to_json(),
+                         renderer.render(REST_POSE),
+                         stack(REST_POSE[None])[0] if stack else None)
+        for lo in range(0, piece.count, RENDER_BATCH):
+            batch = poses[lo:lo + RENDER_BATCH]
+            expression = expression_poses(batch)
+            writer.add_samples(first + lo, batch, np.full(len(batch), model_index),
+                               np.arange(piece.first_id + lo, piece.first_id + lo + len(batch)),
+                               renderer.render_batch(expression), renderer.render_batch(batch),
+                               stack(expression) if stack else None, stack(batch) if stack else None)
+
+
+def _write_sheets(out: Path) -> None:
+    from pipeline.sheets import write_histograms, write_layer_preview, write_preview
+
+    write_preview(out)
+    write_histograms(out)
+    write_layer_preview(out)

@@ -1,0 +1,141 @@
+"""Pictures of a built dataset for a person: a contact sheet of triplets, pose histograms.
+
+They sit beside the shards (``DIR/preview.png``, ``DIR/pose_histograms.png``) so that a
+glance tells whether framing, morphs and the pose distribution look right.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import shards
+from pipeline.sampling import POSE_NAMES
+
+PREVIEW_NAME = "preview.png"
+HISTOGRAMS_NAME = "pose_histograms.png"
+LAYERS_NAME = "layers.png"
+BACKDROP = np.array([96, 96, 96], dtype=np.float32)  # grey, so black hair and empty pixels differ
+
+
+def shard_files(root: str | os.PathLike) -> list[Path]:
+    """The dataset's shard files as its index lists them."""
+    root = Path(root)
+    return [root / entry["file"] for entry in shards.read_index(root)["shards"]]
+
+
+def _triplet(f, i: int) -> np.ndarray:
+    """Rest | expression | posed of sample ``i``, side by side."""
+    rest = f["rest"][int(f["model_index"][i])]
+    return np.concatenate([rest, f["expression"][i], f["posed"][i]], axis=1)
+
+
+def _on_backdrop(rgba: np.ndarray) -> np.ndarray:
+    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+    return (rgba[..., :3] * alpha + BACKDROP * (1.0 - alpha)).round().astype(np.uint8)
+
+
+def contact_sheet(root: str | os.PathLike, count: int = 8, seed: int = 0) -> np.ndarray | None:
+    """RGB rows of random (rest, expression, posed) triplets, two per row; None when empty."""
+    files = shard_files(root)
+    sizes = []
+    for path in files:
+        with shards.open_shard(path) as f:
+            sizes.append(len(f["sample_id"]))
+    total = sum(sizes)
+    if total == 0:
+        return None
+    picks = np.sort(np.random.default_rng(seed).choice(total, size=min(count, total), replace=False))
+    starts = np.cumsum([0, *sizes])
+    tiles = []
+    for shard, path in enumerate(files):
+        chosen = picks[(picks >= starts[shard]) & (picks < starts[shard + 1])] - starts[shard]
+        if len(chosen):
+            with shards.open_shard(path) as f:
+                tiles += [_on_backdrop(_triplet(f, int(i))) for i in chosen]
+    if len(tiles) % 2:
+        tiles.append(np.full_like(tiles[0], BACKDROP.astype(np.uint8)))
+    gap = np.full((tiles[0].shape[0], 8, 3), 255, dtype=np.uint8)
+    rows = [np.concatenate([a, gap, b], axis=1) for a, b in zip(tiles[::2], tiles[1::2])]
+    return np.concatenate(rows, axis=0)
+
+
+def write_preview(root: str | os.PathLike, count: int = 8, seed: int = 0) -> Path | None:
+    """``DIR/preview.png``: random triplets (rest / expression / posed); None when no samples."""
+    from PIL import Image
+
+    sheet = contact_sheet(root, count, seed)
+    if sheet is None:
+        return None
+    path = Path(root) / PREVIEW_NAME
+    Image.fromarray(sheet).save(path)
+    return path
+
+
+def all_poses(root: str | os.PathLike) -> np.ndarray:
+    poses = [np.zeros((0, len(POSE_NAMES)), np.float32)]
+    for path in shard_files(root):
+        with shards.open_shard(path) as f:
+            poses.append(f["pose"][:])
+    return np.concatenate(poses)
+
+
+def write_histograms(root: str | os.PathLike) -> Path | None:
+    """``DIR/pose_histograms.png``: one histogram per pose channel beside its target density."""
+    poses = all_poses(root)
+    if not len(poses):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    bins = int(np.clip(np.sqrt(len(poses)), 10, 40))
+    figure, axes = plt.subplots(2, 3, figsize=(12, 6), constrained_layout=True)
+    for channel, (axis, name) in enumerate(zip(axes.flat, POSE_NAMES)):
+        rotation = channel >= 3
+        lo = -1.0 if rotation else 0.0
+        axis.hist(poses[:, channel], bins=bins, range=(lo, 1.0), density=True, color="tab:blue")
+        x = np.linspace(lo, 1.0, 201)
+        axis.plot(x, np.abs(x) if rotation else np.ones_like(x), color="tab:red", label="target")
+        axis.set_title(f"{name} (n = {len(poses)})")
+    axes.flat[0].legend()
+    path = Path(root) / HISTOGRAMS_NAME
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+    return path
+
+
+def layer_sheet(stack: np.ndarray, names: list[str], full: np.ndarray, columns: int = 7) -> np.ndarray:
+    """RGB: each layer of one (L, H, W, 4) stack, labelled, then their composite and the full image."""
+    from PIL import Image, ImageDraw
+
+    from pipeline.layers import composite
+
+    tiles = [*stack, composite(stack), full]
+    labels = [*names, "composite", "full render"]
+    tiles += [np.zeros_like(full)] * (-len(tiles) % columns)
+    labels += [""] * (len(tiles) - len(labels))
+    pictures = []
+    for tile, label in zip(tiles, labels):
+        picture = Image.fromarray(_on_backdrop(tile))
+        ImageDraw.Draw(picture).text((3, 2), label, fill=(255, 255, 255))
+        pictures.append(np.pad(np.asarray(picture), ((2, 2), (2, 2), (0, 0)), constant_values=255))
+    rows = [np.concatenate(pictures[i:i + columns], axis=1) for i in range(0, len(pictures), columns)]
+    return np.concatenate(rows, axis=0)
+
+
+def write_layer_preview(root: str | os.PathLike, model: int = 0) -> Path | None:
+    """``DIR/layers.png``: the rest layer stack of one model beside its composite; None without layers."""
+    from PIL import Image
+
+    for path in shard_files(root):
+        with shards.open_shard(path) as f:
+            if "layers/rest" not in f or model >= len(f["rest"]):
+                return None
+            sheet = layer_sheet(f["layers/rest"][model], list(f["layers/names"].asstr()[:]), f["rest"][model])
+        out = Path(root) / LAYERS_NAME
+        Image.fromarray(sheet).save(out)
+        return out
+    return None

@@ -1,0 +1,162 @@
+"""``inspect`` and ``verify`` of a built dataset: what is in it, and whether every shard is sound.
+
+Verification re-reads every image, so it catches what a crash, a full disk or a bug
+could leave behind: unreadable or truncated files, wrong shapes, empty images, colour
+in the background (alpha 0 must mean (0, 0, 0, 0)), poses out of range, duplicate
+sample ids, counts that disagree with ``index.json``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from pipeline import shards
+from pipeline.sampling import MORPH_CHANNELS, POSE_SIZE, ROTATION_CHANNELS
+
+BLOCK = 64  # images read at a time: bounds memory on any shard size
+
+
+def inspect(root: str | os.PathLike) -> dict[str, Any]:
+    """Counts per split and per model, bytes on disk, config and failures of a dataset."""
+    root = Path(root)
+    index = shards.read_index(root)
+    per_model: Counter[str] = Counter()
+    total_bytes = 0
+    for entry in index["shards"]:
+        path = root / entry["file"]
+        total_bytes += path.stat().st_size if path.is_file() else 0
+        with shards.open_shard(path) as f:
+            names = f["models/name"].asstr()[:]
+            per_model.update(dict(zip(names, np.bincount(f["model_index"][:], minlength=len(names)).tolist())))
+    samples = sum(index["splits"].values())
+    return {"root": str(root), "splits": index["splits"], "samples": samples,
+            "shards": len(index["shards"]), "models": dict(sorted(per_model.items())),
+            "bytes": total_bytes, "bytes_per_sample": total_bytes / samples if samples else 0.0,
+            "config": index["config"], "failed": index.get("failed", [])}
+
+
+def verify(root: str | os.PathLike) -> list[str]:
+    """Every defect found, one line each naming the file; empty when the dataset is sound."""
+    root = Path(root)
+    index = shards.read_index(root)
+    size = index["config"].get("size")
+    defects: list[str] = []
+    ids: list[np.ndarray] = []
+    listed = set()
+    splits: Counter[str] = Counter()
+    for entry in index["shards"]:
+        listed.add(entry["file"])
+        splits[entry["split"]] += entry["samples"]
+        defects += _check_shard(root / entry["file"], entry, size, ids)
+    if {k: v for k, v in splits.items() if v} != {k: v for k, v in index["splits"].items() if v}:
+        defects.append(f"{root / shards.INDEX_NAME}: splits {index['splits']} disagree with its shards {dict(splits)}")
+    for path in sorted((root / shards.SHARDS_DIR).glob("*.h5")):
+        if path.relative_to(root).as_posix() not in listed:
+            defects.append(f"{path}: shard file not listed in {shards.INDEX_NAME}")
+    all_ids = np.concatenate([np.zeros(0, np.int64), *ids])
+    unique, counts = np.unique(all_ids, return_counts=True)
+    if (counts > 1).any():
+        repeated = unique[counts > 1]
+        defects.append(f"{root}: {len(repeated)} sample ids occur more than once (first: {repeated[0]})")
+    return defects
+
+
+def _check_shard(path: Path, entry: dict[str, Any], size: int | None, ids: list[np.ndarray]) -> list[str]:
+    try:
+        with shards.open_shard(path) as f:
+            return _check_open_shard(f, path, entry, size, ids)
+    except shards.DatasetError as error:
+        return [str(error)]
+    except (OSError, KeyError, ValueError) as error:  # damage h5py meets while reading
+        return [f"{path}: unreadable ({error})"]
+
+
+def _check_open_shard(f: h5py.File, path: Path, entry: dict[str, Any], size: int | None,
+                      ids: list[np.ndarray]) -> list[str]:
+    missing = [name for name in ("rest", "expression", "posed", "pose", "model_index", "sample_id",
+                                 "models/name", "models/sha256", "models/morphs") if name not in f]
+    if missing:
+        return [f"{path}: missing dataset(s) {', '.join(missing)}"]
+    n, m = len(f["sample_id"]), len(f["rest"])
+    defects = _shapes(f, path, n, m, size)
+    if defects:
+        return defects
+    if (n, m) != (entry["samples"], entry["models"]):
+        defects.append(f"{path}: holds {n} samples of {m} models, index.json says "
+                       f"{entry['samples']} of {entry['models']}")
+    if f.attrs.get("split") != entry["split"]:
+        defects.append(f"{path}: split attribute {f.attrs.get('split')!r}, index.json says {entry['split']!r}")
+    defects += _check_values(f, path, m)
+    ids.append(f["sample_id"][:])
+    for name in shards.IMAGE_FIELDS:
+        defects += _check_images(f[name], path, name, empty_allowed=False)
+    if "layers" in f:
+        from pipeline.layers import check_shard, composite_defects
+
+        for name in shards.LAYER_FIELDS:
+            defects += _check_images(f[name], path, name, empty_allowed=True)
+        defects += composite_defects(check_shard(f, str(path)))
+    return defects
+
+
+def _shapes(f: h5py.File, path: Path, n: int, m: int, size: int | None) -> list[str]:
+    h, w = (size, size) if size else f["posed"].shape[1:3]
+    expected = {"rest": ((m, h, w, 4), np.uint8), "expression": ((n, h, w, 4), np.uint8),
+                "posed": ((n, h, w, 4), np.uint8), "pose": ((n, POSE_SIZE), np.float32),
+                "model_index": ((n,), np.int32), "sample_id": ((n,), np.int64)}
+    expected.update({name: ((m,), None) for name in ("models/name", "models/sha256", "models/morphs")})
+    if "layers" in f:
+        n_layers = len(f["layers/names"])
+        expected.update({name: ((rows, n_layers, h, w, 4), np.uint8)
+                         for name, rows in zip(shards.LAYER_FIELDS, (m, n, n))})
+    return [f"{path}: {name} is {f[name].shape} {f[name].dtype}, expected {shape} {dtype or 'str'}"
+            for name, (shape, dtype) in expected.items()
+            if f[name].shape != shape or (dtype is not None and f[name].dtype != dtype)]
+
+
+def _check_values(f: h5py.File, path: Path, m: int) -> list[str]:
+    defects = []
+    pose = f["pose"][:]
+    bad = ~np.isfinite(pose).all(axis=1)
+    bad |= ((pose[:, MORPH_CHANNELS] < 0) | (pose[:, MORPH_CHANNELS] > 1)).any(axis=1)
+    bad |= ((pose[:, ROTATION_CHANNELS] < -1) | (pose[:, ROTATION_CHANNELS] > 1)).any(axis=1)
+    if bad.any():
+        defects.append(f"{path}: {int(bad.sum())} poses out of range (first at row {int(np.argmax(bad))})")
+    model_index = f["model_index"][:]
+    if len(model_index) and (model_index.min() < 0 or model_index.max() >= m):
+        defects.append(f"{path}: model_index outside [0, {m})")
+    for text in f["models/morphs"].asstr()[:]:
+        try:
+            json.loads(text)
+        except json.JSONDecodeError:
+            defects.append(f"{path}: models/morphs holds invalid JSON {text[:40]!r}")
+            break
+    return defects
+
+
+def _check_images(dataset: h5py.Dataset, path: Path, name: str, empty_allowed: bool) -> list[str]:
+    """Empty images and background colour, read ``BLOCK`` rows (images or layer stacks) at a time."""
+    empty: list[np.ndarray] = []
+    dirty: list[np.ndarray] = []
+    for lo in range(0, len(dataset), BLOCK):
+        images = dataset[lo:lo + BLOCK]
+        uncovered = images[..., 3] == 0
+        colour = (uncovered[..., None] & (images[..., :3] != 0)).reshape(len(images), -1).any(axis=1)
+        blank = uncovered.reshape(len(images), -1).all(axis=1)
+        dirty.append(lo + np.flatnonzero(colour))
+        empty.append(lo + np.flatnonzero(blank))
+    dirty_rows, empty_rows = np.concatenate([[], *dirty]), np.concatenate([[], *empty])
+    defects = []
+    if len(dirty_rows):
+        defects.append(f"{path}: {name}: {len(dirty_rows)} images have colour where alpha is 0 "
+                       f"(first at row {int(dirty_rows[0])})")
+    if len(empty_rows) and not empty_allowed:
+        defects.append(f"{path}: {name}: {len(empty_rows)} images are empty, alpha all zero "
+                       f"(first at row {int(empty_rows[0])})")
+    return defects

@@ -1,0 +1,182 @@
+"""The batch build on real renders: same pixels for any worker count or backend, resumable
+after SIGKILL, refusing a changed config, and isolating a broken model."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from manifests.record import Record
+from manifests.store import model_sha256, read_manifest
+from pipeline import shards
+from pipeline.build import BuildError, build
+from pipeline.demo import write_demo_manifest
+from pipeline.verify import verify
+
+SIZE = 32
+FIELDS = ("rest", "expression", "posed", "pose", "model_index", "sample_id", "models/name",
+          "models/sha256", "models/morphs")
+CLI = [sys.executable, "-c", "from pipeline.cli import main; main()"]
+
+
+def write_manifest(root: Path, extra: list[Record] = ()) -> Path:
+    """The demo character in group a (train) and a wider variant of it in group b (val)."""
+    from renderer.demo import demo_model
+    from renderer.pmx_writer import write_pmx
+
+    _, manifest = write_demo_manifest(root)
+    demo = read_manifest(manifest)[0]
+    variant = demo_model()
+    variant.vertices.positions[:, 0] *= 1.2
+    write_pmx(variant, root / "models" / "variant.pmx")
+    second = Record(**{**demo.to_dict(), "model": "models/variant.pmx", "group": "b", "split": "val",
+                       "sha256": model_sha256(root / "models" / "variant.pmx")})
+    demo.group, demo.split = "a", "train"
+    manifest.write_text("".join(r.to_json() + "\n" for r in [demo, second, *extra]), encoding="utf-8")
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> Path:
+    return write_manifest(tmp_path_factory.mktemp("models"))
+
+
+def contents(root: Path) -> dict[str, dict[str, np.ndarray]]:
+    index = shards.read_index(root)
+    result = {}
+    for entry in index["shards"]:
+        with shards.open_shard(root / entry["file"]) as f:
+            result[entry["file"]] = {name: f[name][:] for name in FIELDS}
+    return result
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for file in a:
+        for name in FIELDS:
+            assert np.array_equal(a[file][name], b[file][name]), (file, name)
+
+
+@pytest.fixture(scope="module")
+def serial(manifest, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("serial")
+    report = build(manifest, out, 24, jobs=1, size=SIZE, shard_size=6, progress=False)
+    assert not report.failed and len(report.written) == 4 and report.splits == {"train": 12, "val": 12}
+    return out
+
+
+def test_serial_build_is_sound(serial):
+    assert verify(serial) == []
+    data = contents(serial)
+    assert sorted(data) == [f"shards/{s}-{k:05d}.h5" for s in ("train", "val") for k in range(2)]
+    ids = np.concatenate([d["sample_id"] for d in data.values()])
+    assert sorted(ids.tolist()) == list(range(24))
+    first = data["shards/train-00000.h5"]
+    assert not np.array_equal(first["expression"], first["posed"])  # the rotation shows
+    assert (first["pose"][:, 3:] != 0).all()
+    assert (serial / "preview.png").stat().st_size > 0 and (serial / "pose_histograms.png").stat().st_size > 0
+
+
+def test_two_jobs_same_output(manifest, serial, tmp_path):
+    build(manifest, tmp_path, 24, jobs=2, size=SIZE, shard_size=6, progress=False, sheets=False)
+    assert_same(contents(serial), contents(tmp_path))
+
+
+def test_dask_cluster_same_output(manifest, serial, tmp_path):
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+        build(manifest, tmp_path, 24, backend="dask", scheduler=cluster.scheduler_address, size=SIZE,
+              shard_size=6, progress=False, sheets=False)
+    assert_same(contents(serial), contents(tmp_path))
+
+
+def test_changed_config_refuses_unless_forced(manifest, serial, tmp_path):
+    args = dict(jobs=1, size=SIZE, shard_size=6, progress=False, sheets=False)
+    build(manifest, tmp_path, 24, **args)
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "shards").glob("*.h5")}
+    again = build(manifest, tmp_path, 24, **args)  # same config: nothing to do
+    assert again.skipped == 4 and not again.written
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+    with pytest.raises(BuildError, match=r"different config \(seed 0 -> 1\)"):
+        build(manifest, tmp_path, 24, seed=1, **args)
+    run = subprocess.run([*CLI, "build", "-m", str(manifest), "-o", str(tmp_path), "--poses", "24",
+                          "--size", str(SIZE), "--shard-size", "6", "--seed", "1", "-q"],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and "--force" in run.stderr
+    forced = build(manifest, tmp_path, 24, seed=1, force=True, **args)
+    assert len(forced.written) == 4 and shards.read_index(tmp_path)["config"]["seed"] == 1
+
+
+def test_sigkill_then_resume(manifest, tmp_path):
+    command = [*CLI, "build", "-m", str(manifest), "-o", str(tmp_path), "--poses", "120", "--size", str(SIZE),
+               "--shard-size", "10", "-q"]
+    process = subprocess.Popen(command, start_new_session=True, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "shards").glob("*.h5")) and time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "shards").glob("*.h5")}
+    assert 0 < len(before) < 12, "the build finished before it could be killed"
+    run = subprocess.run(command, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert f"{12 - len(before)} shards written, {len(before)} already complete" in run.stdout
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "shards").glob("*.h5")}
+    assert len(after) == 12 and all(after[name] == mtime for name, mtime in before.items())
+    assert not list((tmp_path / "shards").glob(".*.tmp"))
+    assert verify(tmp_path) == []
+    ids = np.concatenate([d["sample_id"] for d in contents(tmp_path).values()])
+    assert sorted(ids.tolist()) == list(range(120))
+
+
+def test_broken_model_reported_and_skipped(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "broken.pmx").write_bytes(b"")
+    template = Record(model="models/broken.pmx", sha256=model_sha256(tmp_path / "models" / "broken.pmx"),
+                      group="a", split="train", status="ok", head={"top": 1.0, "bottom": 0.0},
+                      morphs={"mouth_open": "あ"})
+    manifest = write_manifest(tmp_path, [template])
+    out = tmp_path / "out"
+    run = subprocess.run([*CLI, "build", "-m", str(manifest), "-o", str(out), "--poses-per-model", "4",
+                          "--size", str(SIZE), "-q"], capture_output=True, text=True)
+    assert run.returncode == 1, run.stderr
+    assert "failed: models/broken.pmx:" in run.stdout and "Traceback" not in run.stderr
+    index = shards.read_index(out)
+    assert [entry["model"] for entry in index["failed"]] == ["models/broken.pmx"]
+    assert index["splits"] == {"train": 4, "val": 4}
+    assert verify(out) == []
+
+
+def test_layers_hook_writes_stacks(manifest, tmp_path):
+    from pipeline.layers import NAMES
+
+    build(manifest, tmp_path, poses_per_model=2, size=SIZE, layers=True, progress=False, sheets=False)
+    with shards.open_shard(tmp_path / "shards" / "train-00000.h5") as f:
+        assert list(f["layers/names"].asstr()[:]) == list(NAMES)
+        assert f["layers/posed"].shape == (2, len(NAMES), SIZE, SIZE, 4)
+        assert f["layers/rest"].shape == (1, len(NAMES), SIZE, SIZE, 4)
+        covered = f["layers/posed"][:, :, :, :, 3].max(axis=1) > 0
+        assert np.array_equal(covered, f["posed"][:, :, :, 3] > 0)  # the layers cover what the image covers
+
+
+@pytest.mark.real_models
+def test_real_models_build(shared_models, tmp_path):
+    manifest = Path(__file__).resolve().parent.parent / "manifests" / "shared_models.jsonl"
+    if not manifest.is_file():
+        pytest.skip(f"{manifest} not found")
+    usable = [r for r in read_manifest(manifest) if r.status == "ok"]
+    report = build(manifest, tmp_path, poses_per_model=2, size=SIZE, models_root=shared_models,
+                   progress=False, sheets=False)
+    failed = {entry["model"] for entry in report.failed}
+    assert failed == {r.model for r in usable if not r.morphs.get("mouth_open")}
+    assert all("mouth_open" in entry["reason"] for entry in report.failed)
+    assert sum(report.splits.values()) == 2 * (len(usable) - len(failed))
+    assert verify(tmp_path) == []
