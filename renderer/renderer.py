@@ -1,0 +1,400 @@
+"""Posed RGBA images of one model on the GPU: the Renderer and its morph binding.
+
+Everything model-sized (vertices, indices, textures, the framebuffers) is uploaded
+once when a Renderer is made; a render uploads only what changed (bone matrices,
+morph offsets, material parameters), draws the materials in file order, and reads
+the image back into a preallocated array. See DESIGN.md for the pose, framing and
+lighting conventions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Iterable, Mapping, Sequence
+
+import moderngl
+import numpy as np
+
+from renderer.context import get_context
+from renderer.errors import ModelError
+from renderer.framing import Camera, fit_depth, head_camera, model_bounds
+from renderer.model import MaterialFlag, Model
+from renderer.morphs import MorphEvaluator, name_weights
+from renderer.shading import TABLE_WIDTH, MaterialMaps, TextureCache, material_table
+from renderer.skeleton import Skeleton, head_pose_rotations
+from renderer.textures import load_texture, shared_toon
+
+SHADINGS = ("phong", "toon")
+HEAD_BONE = "頭"
+# With no head bounds given: the head is this fraction of the model's height below its top
+# (anime characters are about 5-7 heads tall; the first head of a tall one is ~15%).
+HEAD_FRACTION_GUESS = 0.15
+_BLEND = (moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA, moderngl.ONE, moderngl.ONE_MINUS_SRC_ALPHA)
+_STATIC_DTYPE = np.dtype([("in_position", "<f4", 3), ("in_normal", "<f4", 3), ("in_uv", "<f4", 2),
+                          ("in_bones", "<i4", 4), ("in_weights", "<f4", 4), ("in_sdef_c", "<f4", 3),
+                          ("in_sdef_r0", "<f4", 3), ("in_sdef_r1", "<f4", 3), ("in_deform", "<i4"),
+                          ("in_edge", "<f4")])
+_STATIC_FORMAT = " ".join(f"{max(_STATIC_DTYPE[name].shape, default=1)}{_STATIC_DTYPE[name].base.kind}"
+                          for name in _STATIC_DTYPE.names)  # "3f 3f 2f 4i ..."
+
+
+@dataclass(frozen=True)
+class MorphBinding:
+    """Morph names driven by the pose's eye_left, eye_right and mouth (None = not driven).
+
+    When both eyes name the same morph (a both-eyes blink standing in for winks), it
+    gets the larger of the two weights.
+    """
+
+    eye_left: str | None = None
+    eye_right: str | None = None
+    mouth: str | None = None
+
+
+@dataclass(frozen=True)
+class _Draw:
+    """One material's draw call and the state it needs."""
+
+    material: int
+    first: int
+    count: int
+    double_sided: bool
+    edge: bool
+    texture: moderngl.Texture
+    sphere: moderngl.Texture
+    toon: moderngl.Texture
+
+
+class Renderer:
+    """Renders one model in DESIGN.md poses; create once, render many, then release().
+
+    ``head_bounds`` is (top_y, chin_y) in model space; None frames the top of the
+    model's bounding box with a head 15% of the model's height tall (a guess; annotate
+    real models). ``morphs`` names the morphs the pose's eye and mouth numbers drive.
+    ``shading`` "phong" is DESIGN.md's lighting, "toon" MMD's look (``edges`` adds its
+    outlines). ``msaa`` > 0 multisamples; ``gpu`` picks the EGL device; ``max_degrees``
+    is the rotation at pose value 1.
+    """
+
+    def __init__(self, model: Model, head_bounds: tuple[float, float] | None = None,
+                 morphs: MorphBinding | None = None, size: int = 256, shading: str = "phong",
+                 msaa: int = 0, gpu: int | None = None, max_degrees: float = 15.0,
+                 edges: bool = False):
+        if shading not in SHADINGS:
+            raise ValueError(f"shading must be one of {SHADINGS}, not {shading!r}")
+        if len(model.vertices) == 0 or len(model.indices) == 0:
+            raise ModelError(model.path, "has no vertices or faces to render")
+        self.model, self.size, self.shading, self.msaa = model, int(size), shading, int(msaa)
+        self.max_degrees, self.edges = float(max_degrees), edges
+        self.head_bounds = head_bounds or guess_head_bounds(model)
+        self.camera = fit_depth(head_camera(*self.head_bounds, head_center_x(model)), model)
+        self._channels = _bind_morphs(model, morphs or MorphBinding())
+        self._skeleton = Skeleton(model.bones, model.path)
+        self._evaluator = MorphEvaluator(model)
+        self._ctx = get_context(gpu)
+        self._objects: list = []
+        self._textures = TextureCache(self._ctx)
+        try:
+            self._build_programs()
+            self._build_buffers()
+            self._build_framebuffers()
+            self._draws = self._build_draws()
+            self._last_weights: dict[int, float] | None = None
+            self._last_rotation: tuple | None = None
+            self._apply_morphs({})
+            self._apply_rotation(np.zeros(6))
+        except BaseException:
+            self.release()
+            raise
+
+    # -- public API ---------------------------------------------------------------------
+
+    def render(self, pose: Sequence[float], *, materials: Iterable[int] | None = None,
+               extra_morphs: Mapping[str, float] | None = None,
+               camera: Camera | None = None) -> np.ndarray:
+        """One (size, size, 4) uint8 straight-alpha image of ``pose`` (DESIGN.md's 6 numbers).
+
+        ``materials`` draws only those material indices (layer stacks); ``extra_morphs``
+        adds {morph name: weight} on top of the pose's morphs; ``camera`` replaces the
+        head framing (its depth range is refitted to the model).
+        """
+        out = np.empty((self.size, self.size, 4), np.uint8)
+        self._render_into(out, pose, materials, extra_morphs, camera)
+        return out
+
+    def render_batch(self, poses: Sequence[Sequence[float]] | np.ndarray, *, out: np.ndarray | None = None,
+                     materials: Iterable[int] | None = None, extra_morphs: Mapping[str, float] | None = None,
+                     camera: Camera | None = None) -> np.ndarray:
+        """(N, size, size, 4) images of N poses, written into ``out`` when given; options as :meth:`render`."""
+        poses = np.asarray(poses, np.float64)
+        if poses.ndim != 2 or poses.shape[1] != 6:
+            raise ValueError(f"poses must be an (N, 6) array, got shape {poses.shape}")
+        if out is None:
+            out = np.empty((len(poses), self.size, self.size, 4), np.uint8)
+        for pose, image in zip(poses, out):
+            self._render_into(image, pose, materials, extra_morphs, camera)
+        return out
+
+    def redraw(self, out: np.ndarray | None = None) -> np.ndarray:
+        """Draw and read back the last pose again, with no posing work: the bare
+        draw-and-read loop that benchmarks measure the full path against."""
+        out = np.empty((self.size, self.size, 4), np.uint8) if out is None else out
+        self._draw_into(out, self._select(None), self.camera)
+        return out
+
+    def release(self) -> None:
+        """Free every GPU object this renderer made (the shared context stays)."""
+        for obj in reversed(self._objects):
+            obj.release()
+        self._objects.clear()
+        self._textures.release()
+
+    def __enter__(self) -> Renderer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    # -- per render ---------------------------------------------------------------------
+
+    def _render_into(self, out: np.ndarray, pose, materials, extra_morphs, camera) -> None:
+        pose = _check_pose(pose)
+        self._apply_morphs(self._morph_weights(pose, extra_morphs))
+        self._apply_rotation(pose)
+        self._draw_into(out, self._select(materials), fit_depth(camera, self.model) if camera else self.camera)
+
+    def _morph_weights(self, pose: np.ndarray, extra: Mapping[str, float] | None) -> dict[int, float]:
+        weights = name_weights(self.model, extra) if extra else {}
+        for index, channels in self._channels:
+            weights[index] = weights.get(index, 0.0) + float(max(pose[c] for c in channels))
+        return {index: w for index, w in weights.items() if w != 0.0}
+
+    def _apply_morphs(self, weights: dict[int, float]) -> None:
+        if weights == self._last_weights:
+            return
+        state = self._evaluator.evaluate(weights)
+        dynamic = self._dynamic
+        dynamic[:, :3] = state.vertex_offsets
+        dynamic[:, 3:] = state.uv_offsets[:, :2]
+        self._dynamic_buffer.write(dynamic)
+        self._material_buffer.write(material_table(state.materials, state.tint_add, self._maps))
+        self._visible = np.asarray(state.material_visible, bool)
+        self._morph_state = state
+        self._last_weights = weights
+        self._last_rotation = None  # bone morphs may have changed
+
+    def _apply_rotation(self, pose: np.ndarray) -> None:
+        key = tuple(pose[3:])
+        if key == self._last_rotation:
+            return
+        # a model without 首/頭 still renders unrotated
+        rotations = (head_pose_rotations(self.model.bones, pose, self.max_degrees, self.model.path)
+                     if any(key) else {})
+        bone_pose = self._skeleton.pose(*self._morph_state.combine(rotations))
+        self._bone_buffer.write(np.ascontiguousarray(bone_pose.matrices.transpose(0, 2, 1), np.float32))
+        self._last_rotation = key
+
+    def _select(self, materials: Iterable[int] | None) -> list[_Draw]:
+        if materials is None:
+            return [d for d in self._draws if self._visible[d.material]]
+        chosen = set(int(m) for m in materials)
+        count = len(self.model.materials)
+        bad = sorted(m for m in chosen if not 0 <= m < count)
+        if bad:
+            raise ValueError(f"material indices out of range 0..{count - 1}: {bad}")
+        return [d for d in self._draws if d.material in chosen and self._visible[d.material]]
+
+    def _draw_into(self, out: np.ndarray, draws: list[_Draw], camera: Camera) -> None:
+        ctx = self._ctx
+        self._scene_fbo.use()
+        self._scene_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        ctx.enable_only(moderngl.DEPTH_TEST | moderngl.BLEND)
+        ctx.blend_func = _BLEND
+        ctx.depth_func = "<="  # as MMD: a coplanar later material (eye highlight, decal) wins
+        ctx.front_face = "ccw"
+        self._bone_buffer.bind_to_storage_buffer(0)
+        self._material_buffer.bind_to_storage_buffer(1)
+        matrix = camera.matrix.T.tobytes()
+        self._draw_pass(self._program, self._vao, draws, matrix, "back", lambda d: not d.double_sided)
+        if self.edges:
+            self._edge_program["edge_unit"].value = camera.pixel_size(self.size)
+            self._draw_pass(self._edge_program, self._edge_vao, [d for d in draws if d.edge],
+                            matrix, "front", lambda d: True)
+        if self.msaa:
+            ctx.copy_framebuffer(self._resolved_fbo, self._scene_fbo)
+        self._output_fbo.use()
+        ctx.disable(moderngl.DEPTH_TEST | moderngl.BLEND | moderngl.CULL_FACE)
+        self._accumulated.use(3)
+        self._resolve_vao.render(moderngl.TRIANGLES, vertices=3)
+        self._output_fbo.read_into(out, components=4)
+
+    def _draw_pass(self, program, vao, draws: list[_Draw], matrix: bytes, cull_face: str, culled) -> None:
+        ctx = self._ctx
+        program["camera"].write(matrix)
+        ctx.cull_face = cull_face
+        uniform = program["material"]
+        culling = None
+        for draw in draws:
+            if culled(draw) != culling:
+                culling = culled(draw)
+                (ctx.enable if culling else ctx.disable)(moderngl.CULL_FACE)
+            uniform.value = draw.material
+            draw.texture.use(0)
+            if self.shading == "toon":
+                draw.sphere.use(1)
+                draw.toon.use(2)
+            vao.render(moderngl.TRIANGLES, vertices=draw.count, first=draw.first)
+
+    # -- set-up -------------------------------------------------------------------------
+
+    def _keep(self, obj):
+        self._objects.append(obj)
+        return obj
+
+    def _build_programs(self) -> None:
+        fragment = "toon.frag" if self.shading == "toon" else "phong.frag"
+        self._program = self._keep(self._ctx.program(
+            vertex_shader=_source("skin.glsl", "material.glsl", "mesh.vert"),
+            fragment_shader=_source("material.glsl", "lighting.glsl", fragment)))
+        self._program["base_texture"] = 0
+        if self.shading == "toon":
+            self._program["sphere_texture"] = 1
+            self._program["toon_texture"] = 2
+        if self.edges:
+            self._edge_program = self._keep(self._ctx.program(
+                vertex_shader=_source("skin.glsl", "material.glsl", "mesh.vert", defines=("EDGE",)),
+                fragment_shader=_source("material.glsl", "lighting.glsl", "edge.frag")))
+        self._resolve_program = self._keep(self._ctx.program(
+            vertex_shader=_source("resolve.vert"), fragment_shader=_source("resolve.frag")))
+        self._resolve_program["accumulated"] = 3
+
+    def _build_buffers(self) -> None:
+        ctx, model = self._ctx, self.model
+        static = self._keep(ctx.buffer(static_vertex_data(model)))
+        self._dynamic = np.zeros((len(model.vertices), 5), np.float32)
+        self._dynamic_buffer = self._keep(ctx.buffer(self._dynamic, dynamic=True))
+        index = self._keep(ctx.buffer(np.ascontiguousarray(model.indices, np.uint32)))
+        self._bone_buffer = self._keep(ctx.buffer(reserve=64 * max(len(model.bones), 1), dynamic=True))
+        self._material_buffer = self._keep(ctx.buffer(reserve=4 * TABLE_WIDTH * len(model.materials), dynamic=True))
+        content = [(static, _STATIC_FORMAT, *_STATIC_DTYPE.names),
+                   (self._dynamic_buffer, "3f 2f", "in_morph", "in_uv_morph")]
+        self._vao = self._keep(ctx.vertex_array(self._program, _present(self._program, content),
+                                                index_buffer=index, index_element_size=4))
+        if self.edges:
+            self._edge_vao = self._keep(ctx.vertex_array(self._edge_program, _present(self._edge_program, content),
+                                                         index_buffer=index, index_element_size=4))
+        self._resolve_vao = self._keep(ctx.vertex_array(self._resolve_program, []))
+
+    def _build_framebuffers(self) -> None:
+        ctx, shape = self._ctx, (self.size, self.size)
+        self._accumulated = self._keep(ctx.texture(shape, 4, dtype="f2"))
+        self._accumulated.filter = (moderngl.NEAREST, moderngl.NEAREST)
+        if self.msaa:
+            color = self._keep(ctx.renderbuffer(shape, 4, samples=self.msaa, dtype="f2"))
+            depth = self._keep(ctx.depth_renderbuffer(shape, samples=self.msaa))
+            self._scene_fbo = self._keep(ctx.framebuffer([color], depth))
+            self._resolved_fbo = self._keep(ctx.framebuffer([self._accumulated]))
+        else:
+            depth = self._keep(ctx.depth_renderbuffer(shape))
+            self._scene_fbo = self._keep(ctx.framebuffer([self._accumulated], depth))
+        output = self._keep(ctx.renderbuffer(shape, 4))
+        self._output_fbo = self._keep(ctx.framebuffer([output]))
+
+    def _build_draws(self) -> list[_Draw]:
+        model, cache = self.model, self._textures
+        mats = model.materials
+        textures = [self._texture(name) for name in mats.texture]
+        spheres = [self._texture(name) for name in mats.sphere]
+        toons = [self._toon(name, shared) for name, shared in zip(mats.toon, mats.toon_shared)]
+        sphere_mode = np.where(np.isin(mats.sphere_mode, (1, 2)), mats.sphere_mode, 0)
+        sphere_mode = np.where([s is None for s in spheres], 0, sphere_mode)
+        self._maps = MaterialMaps(np.array([t is not None for t in textures]), sphere_mode,
+                                  np.array([t is not None for t in toons]))
+        flags = mats.flags.astype(np.int64)
+        return [_Draw(i, int(mats.index_start[i]), int(mats.index_count[i]),
+                      bool(flags[i] & MaterialFlag.DOUBLE_SIDED),
+                      bool(flags[i] & MaterialFlag.EDGE) and mats.edge_size[i] > 0,
+                      textures[i] or cache.white, spheres[i] or cache.white, toons[i] or cache.white)
+                for i in range(len(mats)) if mats.index_count[i] > 0]
+
+    def _texture(self, name: str | None, repeat: bool = True) -> moderngl.Texture | None:
+        path = self.model.texture_paths.get(name) if name else None
+        return self._textures.get(path, lambda: load_texture(path), repeat) if path else None
+
+    def _toon(self, name: str | None, shared: bool) -> moderngl.Texture | None:
+        if not name:
+            return None
+        if shared:
+            return self._textures.get(f"shared:{name}", lambda: shared_toon(name), repeat=False)
+        return self._texture(name, repeat=False)
+
+
+def static_vertex_data(model: Model) -> np.ndarray:
+    """Interleaved per-vertex data that never changes, SDEF centres precomputed (as Saba does)."""
+    v = model.vertices
+    data = np.empty(len(v), _STATIC_DTYPE)
+    for field, values in zip(_STATIC_DTYPE.names, (v.positions, v.normals, v.uv, v.bone_indices,
+                                                   v.bone_weights, v.sdef_c, *_sdef_centres(v),
+                                                   v.deform, v.edge_scale)):
+        data[field] = values
+    return data
+
+
+def _sdef_centres(v) -> tuple[np.ndarray, np.ndarray]:
+    """(C + R0') / 2 and (C + R1') / 2, with R0', R1' shifted so that their weighted mean is C."""
+    weight0 = v.bone_weights[:, :1]
+    shift = v.sdef_r0 * weight0 + v.sdef_r1 * (1.0 - weight0) - v.sdef_c
+    return (v.sdef_c + v.sdef_r0 - shift) / 2, (v.sdef_c + v.sdef_r1 - shift) / 2
+
+
+def guess_head_bounds(model: Model) -> tuple[float, float]:
+    """(top, chin) when none were annotated: the model's top and a fixed fraction below it."""
+    low, high = model_bounds(model)
+    top = float(high[1])
+    return top, top - HEAD_FRACTION_GUESS * float(high[1] - low[1])
+
+
+def head_center_x(model: Model) -> float:
+    """x of the head bone, or the middle of the model when it has none."""
+    index = model.bones.find(HEAD_BONE)
+    if index >= 0:
+        return float(model.bones.positions[index, 0])
+    low, high = model_bounds(model)
+    return float(low[0] + high[0]) / 2
+
+
+def _bind_morphs(model: Model, binding: MorphBinding) -> list[tuple[int, tuple[int, ...]]]:
+    """[(morph index, pose channels)]; a morph named by both eyes is driven by both."""
+    channels: dict[int, tuple[int, ...]] = {}
+    for channel, name in enumerate((binding.eye_left, binding.eye_right, binding.mouth)):
+        if name is None:
+            continue
+        index = model.find_morph(name)
+        if index < 0:
+            raise ModelError(model.path, f"no morph named {name!r}")
+        channels[index] = channels.get(index, ()) + (channel,)
+    return list(channels.items())
+
+
+def _check_pose(pose) -> np.ndarray:
+    pose = np.asarray(pose, np.float64).reshape(-1)
+    if pose.shape != (6,) or not np.all(np.isfinite(pose)):
+        raise ValueError(f"a pose is 6 finite numbers (eye_left, eye_right, mouth, neck_z, head_x, head_y), "
+                         f"got {pose.tolist()}")
+    return pose
+
+
+def _present(program: moderngl.Program, content: list[tuple]) -> list[tuple]:
+    """Vertex-array content with attributes the program optimised out turned into padding."""
+    result = []
+    for buffer, layout, *names in content:
+        formats = [fmt if name in program else f"{int(fmt[:-1]) * 4}x" for fmt, name in zip(layout.split(), names)]
+        result.append((buffer, " ".join(formats), *[name for name in names if name in program]))
+    return result
+
+
+def _source(*names: str, defines: Sequence[str] = ()) -> str:
+    """GLSL source: version line, defines, then the named files concatenated (GLSL has no #include)."""
+    folder = resources.files("renderer") / "shaders"
+    lines = ["#version 430", *(f"#define {d}" for d in defines)]
+    return "\n".join(lines + [(folder / name).read_text(encoding="utf-8") for name in names])

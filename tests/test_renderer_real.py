@@ -1,0 +1,78 @@
+"""The renderer on the shared third-party models: framing, failure on non-characters, and a
+contact sheet in tests/artifacts for a person to look at (textures, v flip, winding)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import CHARACTERS, SHARED
+from renderer.errors import ModelError
+
+pytestmark = pytest.mark.real_models
+
+SIZE = 128
+# Annotated head bounds (top, chin) and pose morphs (eye_left, eye_right, mouth), as in
+# manifests/shared_models.jsonl, with the blink standing in for missing winks.
+HEADS = {
+    "appearance_miku": ((19.35, 16.12), ("まばたき", "まばたき", "あ")),
+    "appearance_miku_bdef": ((19.35, 16.12), ("まばたき", "まばたき", "あ")),
+    "miku_v2": ((20.18, 16.7), ("ｳｨﾝｸ２右", "ウィンク２", "あ")),
+    "mokou": ((19.33, 16.48), ("まばたき", "まばたき", "あ")),
+    "gumi": ((20.05, 11.21), (None, None, None)),
+}
+POSED = [1.0, 0.0, 1.0, 0.6, 0.5, 0.8]
+
+
+@pytest.fixture(scope="module")
+def renders(shared_models) -> dict[str, dict[str, np.ndarray]]:
+    from renderer.loader import load_model
+    from renderer.renderer import MorphBinding, Renderer
+
+    images = {}
+    for name in CHARACTERS:
+        model = load_model(shared_models / SHARED[name])
+        head, morphs = HEADS[name]
+        images[name] = {}
+        for shading in ("phong", "toon"):
+            with Renderer(model, head_bounds=head, morphs=MorphBinding(*morphs), size=SIZE, shading=shading,
+                          edges=shading == "toon") as renderer:
+                rest, posed = renderer.render_batch([[0, 0, 0, 0, 0, 0], POSED])
+            images[name][f"{shading} rest"], images[name][f"{shading} posed"] = rest, posed
+    return images
+
+
+@pytest.mark.parametrize("name", CHARACTERS)
+def test_shared_model_renders_framed_on_its_head(renders, name):
+    image = renders[name]["phong rest"]
+    alpha = image[..., 3]
+    rows = np.flatnonzero((alpha > 0).any(axis=1))
+    # The head spans rows 32..96 and the model continues below the chin; only ornaments
+    # (ribbons, ahoge) rise above the annotated top, so the top row is at most reached.
+    assert rows[0] <= SIZE // 4 + 2
+    assert (alpha[SIZE // 4 + 2, SIZE // 2 - 16:SIZE // 2 + 16] > 0).any()
+    assert rows[-1] == SIZE - 1
+    face_band = alpha[SIZE // 4 + 4:3 * SIZE // 4 - 4, SIZE // 2 - 8:SIZE // 2 + 8]
+    assert (face_band > 0).mean() > 0.95
+    assert (image[alpha == 0] == 0).all()
+    assert (renders[name]["phong posed"] != image).any()
+
+
+def test_model_with_no_vertices_is_rejected(shared_models):
+    from renderer.loader import load_model
+    from renderer.renderer import Renderer
+
+    with pytest.raises(ModelError, match="dummy.pmd"):
+        Renderer(load_model(shared_models / SHARED["dummy"]), size=SIZE)
+
+
+def test_contact_sheet_of_shared_models(renders, artifacts):
+    """One row per model: phong rest and posed, toon (with edges) rest and posed."""
+    rows = [np.concatenate(list(images.values()), axis=1) for images in renders.values()]
+    sheet = np.concatenate(rows, axis=0)
+    background = np.full(sheet.shape[:2] + (3,), 96, np.float32)  # grey shows the alpha edges
+    alpha = sheet[..., 3:] / 255.0
+    composite = (sheet[..., :3] * alpha + background * (1 - alpha)).astype(np.uint8)
+    path = artifacts / "renderer_shared_models.png"
+    Image.fromarray(composite).save(path)
+    assert path.stat().st_size > 0
