@@ -19,7 +19,7 @@ from pathlib import Path
 
 from renderer.errors import ModelError
 from renderer.model import Model
-from renderer.pmd import SHARED_TOON, read_pmd
+from renderer.pmd import read_pmd
 from renderer.pmx import read_pmx
 from renderer.textures import resolve
 
@@ -116,8 +116,8 @@ def _placed(model: Model, path: Path, sha256: str) -> Model:
 def resolve_textures(model: Model, model_dir: Path) -> None:
     """Fill ``texture_paths`` for every referenced name; missing files become warnings.
 
-    Shared toons count as missing only never: a PMD toon file beside the model wins (as in
-    MMD), otherwise the renderer uses the built-in ramp.
+    Shared toons are never missing: a PMD's toon file beside the model wins (as in MMD),
+    otherwise the renderer draws the built-in ramp.
     """
     m = model.materials
     for i, (toon, shared) in enumerate(zip(m.toon, m.toon_shared)):

@@ -87,7 +87,7 @@ class _PmxReader:
         self._display_frames(len(bones), len(morphs))
         rigid_count = self._rigid_bodies(len(bones))
         joint_count = self._joints(rigid_count)
-        if self.version >= 2.1 and self.cur.remaining:
+        if self.version >= 2.1:
             self._soft_bodies(len(materials), rigid_count, len(vertices))
         self._check_morph_targets(morphs, len(vertices), len(bones), len(materials), rigid_count)
         return Model(name=name, name_en=name_en, comment=comment, format="pmx", version=self.version,
@@ -126,6 +126,9 @@ class _PmxReader:
         """Vertex indices are unsigned below 4 bytes; all others are signed (-1 = none)."""
         size = self.sizes[kind]
         return np.dtype(f"<{'u' if kind == 'vertex' and size < 4 else 'i'}{size}")
+
+    def _names(self, what: str) -> tuple[str, str]:
+        return self.text(f"{what} name"), self.text(f"{what} English name")
 
     def fmt(self, kind: str) -> str:
         return _SIGNED_CHAR[self.sizes[kind]]
@@ -337,7 +340,7 @@ class _PmxReader:
     def _display_frames(self, bones: int, morphs: int) -> None:
         cur = self.cur
         for i in range(cur.count("display frame", 10)):
-            self.text("display frame name"), self.text("display frame English name")
+            self._names("display frame")
             cur.u8("display frame flag")
             for _ in range(cur.count(f"display frame {i} element", 2)):
                 is_morph = cur.u8(f"display frame {i} element type")
@@ -353,7 +356,7 @@ class _PmxReader:
         body = np.dtype([("bone", self.dtype("bone")), ("rest", "u1", 61)])
         attached = np.empty(count, np.int64)
         for i in range(count):
-            self.text("rigid body name"), self.text("rigid body English name")
+            self._names("rigid body")
             attached[i] = cur.array(body, 1, f"rigid body {i}")["bone"][0]
         check_range(cur, "rigid body bone index", attached, bones, allow_none=True)
         return count
@@ -364,7 +367,7 @@ class _PmxReader:
         joint = np.dtype([("type", "u1"), ("bodies", self.dtype("rigid"), 2), ("rest", "u1", 96)])
         bodies = np.empty((count, 2), np.int64)
         for i in range(count):
-            self.text("joint name"), self.text("joint English name")
+            self._names("joint")
             bodies[i] = cur.array(joint, 1, f"joint {i}")["bodies"][0]
         check_range(cur, "joint rigid body index", bodies, rigids, allow_none=True)
         return count
@@ -373,7 +376,7 @@ class _PmxReader:
         cur = self.cur
         anchor = np.dtype([("rigid", self.dtype("rigid")), ("vertex", self.dtype("vertex")), ("near", "u1")])
         for i in range(cur.count("soft body", 10)):
-            self.text("soft body name"), self.text("soft body English name")
+            self._names("soft body")
             cur.u8("soft body shape")
             check_range(cur, f"soft body {i} material index",
                         np.array([self.index("material", "soft body material")]), materials, allow_none=True)

@@ -87,7 +87,7 @@ def load_texture(path: str | Path) -> np.ndarray:
         fmt = sniff(data)
         with Image.open(io.BytesIO(data), formats=[fmt]) as image:
             return np.asarray(image.convert("RGBA"), np.uint8)
-    except (OSError, ValueError, SyntaxError) as error:  # Pillow reports bad data with these
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:  # Pillow's bad-data errors
         warnings.warn(f"{path}: cannot decode texture ({error}); drawing the material untextured",
                       stacklevel=2)
         return np.full((1, 1, 4), 255, np.uint8)
