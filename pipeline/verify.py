@@ -41,11 +41,16 @@ def inspect(root: str | os.PathLike) -> dict[str, Any]:
             "config": index["config"], "failed": index.get("failed", [])}
 
 
-def verify(root: str | os.PathLike) -> list[str]:
-    """Every defect found, one line each naming the file; empty when the dataset is sound."""
+def verify(root: str | os.PathLike, composites: list | None = None) -> list[str]:
+    """Every defect found, one line each naming the file; empty when the dataset is sound.
+
+    ``composites``, when given, receives the composite check's figures of shards with layers
+    (``pipeline.layers.CompositeFigures``, one per image field and shard).
+    """
     root = Path(root)
     index = shards.read_index(root)
     size = index["config"].get("size")
+    composites = [] if composites is None else composites
     defects: list[str] = []
     ids: list[np.ndarray] = []
     listed = set()
@@ -53,7 +58,7 @@ def verify(root: str | os.PathLike) -> list[str]:
     for entry in index["shards"]:
         listed.add(entry["file"])
         splits[entry["split"]] += entry["samples"]
-        defects += _check_shard(root / entry["file"], entry, size, ids)
+        defects += _check_shard(root / entry["file"], entry, size, ids, composites)
     if {k: v for k, v in splits.items() if v} != {k: v for k, v in index["splits"].items() if v}:
         defects.append(f"{root / shards.INDEX_NAME}: splits {index['splits']} disagree with its shards {dict(splits)}")
     for path in sorted((root / shards.SHARDS_DIR).glob("*.h5")):
@@ -67,10 +72,11 @@ def verify(root: str | os.PathLike) -> list[str]:
     return defects
 
 
-def _check_shard(path: Path, entry: dict[str, Any], size: int | None, ids: list[np.ndarray]) -> list[str]:
+def _check_shard(path: Path, entry: dict[str, Any], size: int | None, ids: list[np.ndarray],
+                 composites: list) -> list[str]:
     try:
         with shards.open_shard(path) as f:
-            return _check_open_shard(f, path, entry, size, ids)
+            return _check_open_shard(f, path, entry, size, ids, composites)
     except shards.DatasetError as error:
         return [str(error)]
     except (OSError, KeyError, ValueError) as error:  # damage h5py meets while reading
@@ -78,7 +84,7 @@ def _check_shard(path: Path, entry: dict[str, Any], size: int | None, ids: list[
 
 
 def _check_open_shard(f: h5py.File, path: Path, entry: dict[str, Any], size: int | None,
-                      ids: list[np.ndarray]) -> list[str]:
+                      ids: list[np.ndarray], composites: list) -> list[str]:
     missing = [name for name in ("rest", "expression", "posed", "pose", "model_index", "sample_id",
                                  "models/name", "models/sha256", "models/morphs") if name not in f]
     if missing:
@@ -101,7 +107,9 @@ def _check_open_shard(f: h5py.File, path: Path, entry: dict[str, Any], size: int
 
         for name in shards.LAYER_FIELDS:
             defects += _check_images(f[name], path, name, empty_allowed=True)
-        defects += composite_defects(check_shard(f, str(path)))
+        figures = check_shard(f, str(path))
+        composites += figures
+        defects += composite_defects(figures)
     return defects
 
 

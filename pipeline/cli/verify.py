@@ -14,13 +14,17 @@ def command(ctx: click.Context, root: str) -> None:
 
     Checks: files readable; shapes and dtypes as the schema; no empty image; background
     exactly zero (alpha 0 means rgb 0); poses in range; sample ids unique; counts as
-    index.json says.
+    index.json says. With layers: the composite of each layer stack against its image,
+    whose figures are printed (it fails only where the layers do not make up the image).
     """
     from pipeline.shards import DatasetError
     from pipeline.verify import verify
 
     register_user_error(DatasetError)
-    defects = verify(root)
+    composites: list = []
+    defects = verify(root, composites=composites)
+    for figures in composites:
+        click.echo(figures.line())
     for defect in defects:
         click.echo(defect)
     if defects:

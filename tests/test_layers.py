@@ -1,0 +1,265 @@
+"""Semantic layers: material assignment (names, geometry, overrides, config) and rendered layer stacks."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from annotator.layers import (DEFAULT, LAYERS, LayerConfigError, assign_layers, layer_groups, load_config,
+                              normalise)
+from renderer.demo import DEMO_HEAD, demo_model
+
+DEMO_LAYERS = {"後髪": "back_hair", "体": "body", "首": "neck", "顔": "face", "白目": "eye_white", "瞳": "iris",
+               "口": "mouth", "眉": "eyelash_brow", "まつげ": "eyelash_brow", "前髪": "front_hair"}
+
+
+def renamed(names: list[str], names_en: list[str] | None = None):
+    """The demo character with other material names (and no English ones unless given)."""
+    model = demo_model()
+    model.materials = dataclasses.replace(model.materials, names=list(names),
+                                          names_en=names_en or [""] * len(names))
+    return model
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return demo_model()
+
+
+def test_demo_materials_by_name(demo):
+    assignments = assign_layers(demo)
+    assert {a.name: a.layer for a in assignments} == DEMO_LAYERS
+    assert {a.decided for a in assignments} == {"name"}
+    assert "後髪" in assignments[0].reason
+
+
+def test_geometry_where_names_say_nothing():
+    model = renamed([f"材質{i}" for i in range(len(DEMO_LAYERS))])
+    by_index = {a.material: a for a in assign_layers(model)}
+    assert all(a.decided == "geometry" for a in by_index.values())
+    expected = {0: "back_hair", 1: "clothes", 2: "neck", 3: "face", 9: "front_hair"}
+    assert {i: by_index[i].layer for i in expected} == expected
+    assert {by_index[i].layer for i in range(4, 9)} == {"accessory"}  # small decals say nothing
+    assert "behind" in by_index[0].reason and "front" in by_index[9].reason
+
+
+def test_bare_hair_takes_its_side_from_geometry():
+    names = list(DEMO_LAYERS)
+    names[0], names[9] = "髪", "Hair"
+    by_name = {a.name: a for a in assign_layers(renamed(names))}
+    assert (by_name["髪"].layer, by_name["Hair"].layer) == ("back_hair", "front_hair")
+    assert by_name["髪"].decided == "geometry" and "says hair" in by_name["髪"].reason
+
+
+def test_overrides_win_and_unknown_layers_are_refused(demo):
+    by_name = {a.name: a for a in assign_layers(demo, {"体": "clothes", "no such material": "face"})}
+    assert (by_name["体"].layer, by_name["体"].decided) == ("clothes", "override")
+    with pytest.raises(LayerConfigError, match="unknown layer.*'hat'"):
+        assign_layers(demo, {"体": "hat"})
+
+
+@pytest.mark.parametrize("name, layer", [
+    ("ﾏﾂｹﾞ", "eyelash_brow"), ("Hair_Front", "front_hair"), ("後ろ髪", "back_hair"), ("白目L", "eye_white"),
+    ("Ｅｙｅ", "iris"), ("hitomi", "iris"), ("髪リボン", "clothes"), ("体操服", "clothes"), ("手袋", "clothes"),
+    ("歯", "mouth"), ("Tongue", "mouth"), ("肌", "face"), ("頬", "face"), ("necklace", "accessory"), ("ネクタイ", "clothes"),
+    ("首", "neck"), ("body", "body"), ("髪飾り", "accessory"), ("eyebrow", "eyelash_brow")])
+def test_dictionary(name, layer):
+    names = list(DEMO_LAYERS)
+    names[5] = name  # the iris material, a small decal: geometry alone would say accessory
+    assert assign_layers(renamed(names))[5].layer == layer
+
+
+def test_english_name_and_texture_name_are_read_too():
+    names = [f"材質{i}" for i in range(len(DEMO_LAYERS))]
+    model = renamed(names, ["", "", "", "", "", "mouth", "", "", "", ""])
+    model.materials.texture[6] = "tex\\Moko_face_01.bmp*sphere.spa"
+    assignments = assign_layers(model)
+    assert (assignments[5].layer, assignments[6].layer) == ("mouth", "face")
+    assert "English name" in assignments[5].reason and "texture" in assignments[6].reason
+
+
+def test_normalise():
+    assert normalise(" Ｈａｉｒ_Front-1.ｂｍｐ ") == "hairfront1bmp"
+
+
+def test_layer_groups_follow_draw_order(demo):
+    groups = layer_groups(assign_layers(demo), LAYERS)
+    assert groups[LAYERS.index("eyelash_brow")] == [7, 8]
+    assert groups[LAYERS.index("clothes")] == [] and groups[LAYERS.index("accessory")] == []
+
+
+def test_config_file_renames_adds_and_maps(tmp_path):
+    path = tmp_path / "layers.yaml"
+    path.write_text("layers: [back_hair, body, clothes, neck, face, eye_white, iris, eyelash_brow, mouth,\n"
+                    "         front_hair, tail, accessory]\n"
+                    "rename: {eyelash_brow: brows}\n"
+                    "keywords: {前髪: tail, 口: null}\n"
+                    "parts: {'^PartTail': tail}\n")
+    config = load_config(path)
+    assert config.names[7] == "brows" and "tail" in config.names
+    by_name = {a.name: a.layer for a in assign_layers(renamed(list(DEMO_LAYERS)), config=config)}
+    assert (by_name["眉"], by_name["前髪"], by_name["口"]) == ("brows", "tail", "accessory")
+    assert config.part_layer("PartTail01") == "tail" and config.part_layer("PartBrowL") == "brows"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("layers: [a, b]\nfallback: c\n", "fallback 'c'"),
+    ("colours: {}\n", "unknown key"),
+    ("keywords: {髪: wig}\n", "unknown layer"),
+    ("parts: {'(': face}\n", "not a regex"),
+    ("layers: [a, a]\n", "distinct"),
+    ("layers: [a\n", "not valid YAML"),
+    ("- 1\n", "must be a mapping")])
+def test_bad_config_files(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(LayerConfigError, match=message) as error:
+        load_config(path)
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("part, layer", [("PartHairBack", "back_hair"), ("PartHairFront", "front_hair"),
+                                         ("PartHairSide", "front_hair"), ("PartEye", "iris"),
+                                         ("PartEyeWhite", "eye_white"), ("PartBrow", "eyelash_brow"),
+                                         ("PartMouth", "mouth"), ("PartFace", "face"), ("PartArmA", "body"),
+                                         ("PartCloth", "clothes"), ("PartSketch", "accessory")])
+def test_default_part_table(part, layer):
+    assert DEFAULT.part_layer(part) == layer
+
+
+# ---- rendered stacks ----------------------------------------------------------------------
+
+OPEN, CLOSED = [0.0, 0.0, 1.0, 0.0, 0.0, 0.0], [1.0, 0.6, 0.3, -0.5, 0.6, -0.8]
+
+
+@pytest.fixture(scope="module")
+def rendered(demo):
+    """(poses, stacks, full renders, stack with 体 overridden to clothes) of the demo at 128 px."""
+    from pipeline.layers import render_layers
+    from renderer import Renderer
+    from renderer.renderer import MorphBinding
+
+    poses = np.array([OPEN, CLOSED, [0.1, 0.0, 0.5, 0.9, -0.7, 0.6]])
+    with Renderer(demo, head_bounds=DEMO_HEAD, morphs=MorphBinding("ウィンク２", "ｳｨﾝｸ２右", "あ"), size=128) as r:
+        stacks = render_layers(r, demo, {}, poses)
+        overridden = render_layers(r, demo, {"体": "clothes"}, poses[:1])
+        alone = r.render(poses[2], materials=[4])  # the eye whites, as the renderer draws them alone
+        return poses, stacks, r.render_batch(poses), overridden, alone
+
+
+def test_every_layer_with_materials_is_drawn(rendered):
+    _poses, stacks, _full, _overridden, alone = rendered
+    assert stacks.shape == (3, len(LAYERS), 128, 128, 4) and stacks.dtype == np.uint8
+    covered = stacks[..., 3].reshape(3, len(LAYERS), -1).any(axis=2)
+    with_materials = [layer in DEMO_LAYERS.values() for layer in LAYERS]
+    assert (covered == np.array(with_materials)[None]).all()
+    assert not stacks[:, [LAYERS.index("clothes"), LAYERS.index("accessory")]].any()  # empty: all zeros
+    assert not stacks[..., :3][stacks[..., 3] == 0].any()
+    np.testing.assert_array_equal(stacks[2, LAYERS.index("eye_white")], alone)
+
+
+def test_hidden_pixels_stay_in_their_layer(rendered):
+    """Where the full render shows the face, the back hair behind the head is still there."""
+    _poses, stacks, full, _overridden, _alone = rendered
+    face = stacks[0, LAYERS.index("face")]
+    shows_face = (face[..., 3] == 255) & (np.abs(full[0].astype(int) - face).max(-1) <= 2)
+    assert shows_face.sum() > 1000
+    assert (stacks[0, LAYERS.index("back_hair")][..., 3][shows_face] > 0).mean() > 0.8
+
+
+def test_composite_reproduces_the_render(rendered):
+    from pipeline.layers import composite_error
+
+    _poses, stacks, full, _overridden, _alone = rendered
+    errors = composite_error(stacks, full)
+    assert (errors[:, 3] == 0).all(), errors  # consistent: every rendered pixel is its layer's pixel
+    assert errors[0, 0] < 3 and errors[0, 1] < 80, errors  # eyes open: only the collar disagrees
+    assert errors[1, 1] > errors[0, 1]  # closed lids (face material) lie under the eye layers
+
+
+def test_overrides_move_materials(rendered):
+    _poses, stacks, _full, overridden, _alone = rendered
+    body, clothes = LAYERS.index("body"), LAYERS.index("clothes")
+    assert not overridden[0, body].any()
+    np.testing.assert_array_equal(overridden[0, clothes], stacks[0, body])
+
+
+def test_contact_sheet(rendered, artifacts):
+    from PIL import Image
+
+    from pipeline.sheets import layer_sheet
+
+    _poses, stacks, full, _overridden, _alone = rendered
+    sheet = layer_sheet(stacks[1], list(LAYERS), full[1])
+    assert sheet.shape == (2 * 132, 7 * 132, 3)
+    Image.fromarray(sheet).save(artifacts / "layers_demo.png")
+
+
+# ---- built datasets ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    from pipeline.build import build
+    from pipeline.demo import write_demo_manifest
+
+    root = tmp_path_factory.mktemp("layered")
+    _model, manifest = write_demo_manifest(root)
+    build(manifest, root / "ds", 6, size=64, layers=True, progress=False)
+    return root / "ds"
+
+
+def test_build_with_layers_writes_stacks_the_reader_serves(built):
+    from pipeline.reader import Dataset
+
+    ds = Dataset(built, fields=("posed", "layers/rest", "layers/expression", "layers/posed"))
+    sample = ds[3]
+    assert sample["layers/posed"].shape == (len(LAYERS), 64, 64, 4)
+    assert sample["layers/rest"][LAYERS.index("face")][..., 3].any()
+    assert (built / "layers.png").is_file()
+
+
+def test_verify_reports_composites_and_catches_a_broken_stack(built, tmp_path):
+    import shutil
+
+    import h5py
+
+    from pipeline.verify import verify
+
+    figures: list = []
+    assert verify(built, composites=figures) == []
+    assert {fig.field for fig in figures} == {"rest", "expression", "posed"}
+    assert all(fig.images and fig.worst_consistency == 0 and fig.failing == 0 for fig in figures)
+    broken = tmp_path / "broken"
+    shutil.copytree(built, broken)
+    with h5py.File(next((broken / "shards").glob("*.h5")), "r+") as f:
+        f["layers/posed"][2, LAYERS.index("face")] = 0  # hidden by nothing else's coverage: back hair is behind
+    defects = verify(broken)
+    assert len(defects) == 1 and "posed: 1 of 6 layer stacks do not composite" in defects[0], defects
+    assert "first at row 2" in defects[0]
+
+
+# ---- the shared third-party models -----------------------------------------------------------
+
+@pytest.mark.real_models
+@pytest.mark.parametrize("name", ["appearance_miku", "miku_v2", "mokou", "gumi"])
+def test_real_model_stacks(shared_models, name):
+    """Every layer that received materials is drawn, and the stack is consistent with the render."""
+    from conftest import SHARED
+
+    from annotator.suggest import suggest
+    from pipeline.layers import CONSISTENCY_TOLERANCE, NAMES, composite_error, material_groups, render_layers
+    from renderer import Renderer
+    from renderer.loader import load_model
+
+    path = shared_models / SHARED[name]
+    model, record = load_model(path), suggest(path, shared_models)
+    poses = np.array([OPEN, [0.0, 0.0, 0.0, 0.8, -0.6, 0.7]])
+    with Renderer(model, head_bounds=record.head_bounds, size=128) as r:
+        stacks, full = render_layers(r, model, {}, poses), r.render_batch(poses)
+        groups = material_groups(r, model, {})
+    drawn = stacks[..., 3].reshape(len(poses), len(NAMES), -1).any(axis=2)
+    assert (drawn[0] == np.array([bool(group) for group in groups])).all(), groups
+    errors = composite_error(stacks, full)
+    print(name, "mean / p99 / max / consistency per pose:", errors.round(2).tolist())
+    assert (errors[:, 3] <= CONSISTENCY_TOLERANCE).all(), errors
