@@ -109,9 +109,13 @@ class Cursor:
 
 @contextmanager
 def file_boundary(path: str | None) -> Iterator[None]:
-    """Turns any low-level error escaping a reader into a ModelError naming the file."""
+    """Turns any low-level error escaping a reader into a ModelError naming the file.
+
+    Garbage floats (NaN, inf) in a corrupt file are data, not errors: numpy stays quiet.
+    """
     try:
-        yield
+        with np.errstate(all="ignore"):
+            yield
     except ModelError:
         raise
     except BOUNDARY_ERRORS as error:
