@@ -76,3 +76,29 @@ def test_contact_sheet_of_shared_models(renders, artifacts):
     path = artifacts / "renderer_shared_models.png"
     Image.fromarray(composite).save(path)
     assert path.stat().st_size > 0
+
+
+def _eye_centroid(renderer, rotation: list[float]) -> np.ndarray:
+    """(column, row) centre of the pixels the model's blink changes: where its eyes are."""
+    open_, closed = renderer.render_batch([[0, 0, 0, *rotation], [1, 1, 0, *rotation]])
+    rows, columns = np.nonzero(np.abs(open_.astype(int) - closed.astype(int)).sum(axis=-1) > 30)
+    assert len(rows) > 20, "the blink changed no pixels"
+    return np.array([columns.mean(), rows.mean()])
+
+
+@pytest.mark.parametrize("name", ["miku_v2", "appearance_miku"])
+def test_pose_signs_on_a_real_model(shared_models, name):
+    """DESIGN.md's signs, seen in the image (the character's left is the image's right)."""
+    from renderer.loader import load_model
+    from renderer.renderer import MorphBinding, Renderer
+
+    model = load_model(shared_models / SHARED[name])
+    with Renderer(model, head_bounds=HEADS[name][0], morphs=MorphBinding("まばたき", "まばたき", "あ"),
+                  size=SIZE) as renderer:
+        rest = _eye_centroid(renderer, [0, 0, 0])
+        turned_left = _eye_centroid(renderer, [0, 0, 1])  # head_y > 0
+        looking_up = _eye_centroid(renderer, [0, 1, 0])  # head_x > 0
+        tilted = _eye_centroid(renderer, [1, 0, 0])  # neck_z > 0
+    assert turned_left[0] > rest[0] + 2, "head_y > 0 must turn the face to the character's left"
+    assert looking_up[1] < rest[1] - 2, "head_x > 0 must lift the face"
+    assert tilted[0] < rest[0] - 2, "neck_z > 0 must tilt the head to the character's right shoulder"
