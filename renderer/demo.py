@@ -5,15 +5,22 @@ third-party model, while exercising what real models use: BDEF1/BDEF2/SDEF skinn
 double-sided hair, and eye and mouth vertex morphs under the standard Japanese names.
 Every shape is a parametric grid evaluated with numpy; facial decals (eyes, brows,
 mouth, eyelids) are projected onto the analytic face surface so that they sit a fixed
-small distance in front of the skin.
+small distance in front of the skin. The iris is the one textured material: pupil and
+highlights are painted into ``iris.png`` so that each layer of a layer stack holds one
+part of the eye (白目 the whites, 瞳 the whole iris, まつげ only the lashes).
 """
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from PIL import Image
 
 from renderer.model import (Bones, BoneFlag, Deform, MaterialFlag, Materials, Model, Morph,
                             MorphKind, Vertices)
@@ -30,8 +37,7 @@ EYE_TOP, EYE_BOTTOM, EYE_TILT = 0.3, 0.21, 0.04
 MOUTH_Y, MOUTH_W = 18.02, 0.15
 
 # Decal heights above the skin, back to front.
-LAYER = {"white": 0.010, "iris": 0.018, "pupil": 0.026, "highlight": 0.034, "brow": 0.02,
-         "mouth": 0.02, "lid": 0.085, "lash": 0.1}
+LAYER = {"white": 0.010, "iris": 0.018, "brow": 0.02, "mouth": 0.02, "lid": 0.085, "lash": 0.1}
 
 # (top of the hair on the skull, chin tip): the head bounds a manifest would record.
 DEMO_HEAD = (HEAD_Y + RY_TOP + HAIR_GAP, HEAD_Y - RY_BOT)
@@ -42,7 +48,7 @@ MATERIALS = [  # name, English name, diffuse RGB, double-sided
     ("首", "neck", (0.96, 0.82, 0.74), False),
     ("顔", "face", (1.00, 0.89, 0.81), True),
     ("白目", "eye_white", (1.00, 1.00, 1.00), False),
-    ("瞳", "iris", (0.10, 0.62, 0.68), False),
+    ("瞳", "iris", (1.00, 1.00, 1.00), False),  # white: the texture carries the colour
     ("口", "mouth", (0.42, 0.10, 0.14), False),
     ("眉", "eyebrow", (0.24, 0.34, 0.36), False),
     ("まつげ", "eyelash", (0.10, 0.08, 0.10), False),
@@ -84,6 +90,7 @@ class _Part:
     bone: int = BONE["頭"]
     skin: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # deform, indices, weights
     offsets: dict[str, np.ndarray] = field(default_factory=dict)  # morph name -> (N, 3)
+    uv: np.ndarray | None = None  # (N, 2) for a textured part; untextured parts get a planar map
 
 
 # ---------------------------------------------------------------- surfaces and meshes
@@ -394,27 +401,60 @@ def _lid_parts(side: int) -> list[_Part]:
     return parts
 
 
-EYE_SPOTS = [  # material, layer, centre (q, y offset), radii (q, y): all kept inside the opening
-    ("瞳", "iris", (0.0, -0.03), (0.65, 0.27)),
-    ("まつげ", "pupil", (0.0, -0.05), (0.31, 0.14)),
-    ("白目", "highlight", (-0.24, 0.06), (0.19, 0.07)),  # q sign flips per side below: lit from
-    ("白目", "highlight", (0.24, -0.13), (0.1, 0.03)),   # the same screen side in both eyes
-]
+IRIS_Y, IRIS_RQ, IRIS_RY = EYE_Y - 0.03, 0.65, 0.27  # iris centre height and radii (q, y) in the opening
+IRIS_TEXTURE, IRIS_TEXELS = "iris.png", 128
+# Painted features of the iris texture in (s, t): model x and y over the iris's radii, measured
+# from its centre, so both eyes show the highlights on the same screen side (lit alike).
+PUPIL = ((0.0, -0.07), (0.46, 0.52))  # centre, radii
+HIGHLIGHTS = [((-0.36, 0.34), (0.28, 0.24)), ((0.38, -0.4), (0.15, 0.1))]
+
+
+def _iris_st(x: np.ndarray, y: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Texture-space (s, t) of model (x, y) on one eye's iris: the unit disc is the iris."""
+    return (x - side * EYE_X) / (EYE_W * IRIS_RQ), (y - IRIS_Y) / IRIS_RY
+
+
+def _blob(s: np.ndarray, t: np.ndarray, centre: tuple[float, float], radii: tuple[float, float],
+          soft: float) -> np.ndarray:
+    """Coverage of an ellipse with an edge ``soft`` wide (in radii), for painting."""
+    r = np.hypot((s - centre[0]) / radii[0], (t - centre[1]) / radii[1])
+    return 1 - _smoothstep(1 - soft, 1 + soft, r)
+
+
+def iris_texture() -> np.ndarray:
+    """(IRIS_TEXELS, IRIS_TEXELS, 4) RGBA: a teal iris darkening upwards and at the rim,
+    a dark pupil and two white highlights, on the unit disc of :func:`_iris_st`."""
+    centres = (np.arange(IRIS_TEXELS) + 0.5) / IRIS_TEXELS * 2 - 1
+    s, t = centres[None, :], -centres[:, None]  # rows run down the image (MMD's v)
+    shade = _smoothstep(-0.9, 0.8, t)[..., None]  # 0 at the bottom, 1 at the top
+    rgb = (1 - shade) * np.array([0.30, 0.86, 0.84]) + shade * np.array([0.05, 0.40, 0.48])
+    rim = _smoothstep(0.68, 1.0, np.hypot(s, t))[..., None]
+    rgb = rgb * (1 - 0.5 * rim)
+    pupil = _blob(s, t, *PUPIL, 0.12)[..., None]
+    rgb = rgb * (1 - pupil) + pupil * np.array([0.03, 0.08, 0.12])
+    for centre, radii in HIGHLIGHTS:
+        spot = _blob(s, t, centre, radii, 0.12)[..., None]
+        rgb = rgb * (1 - spot) + spot
+    rgba = np.concatenate([rgb, np.ones((*rgb.shape[:2], 1))], -1)
+    return np.rint(rgba * 255).astype(np.uint8)
+
+
+def _iris(side: int) -> _Part:
+    """The iris decal (turning with the eye bone), kept inside the opening, its UVs on the texture."""
+    q, y = _ellipse(0.0, IRIS_Y, IRIS_RQ, IRIS_RY)
+    inside = np.clip(q, -1.0, 1.0)
+    y = np.clip(y, _eye_bottom(inside) + 0.004, _eye_top(inside) - 0.004)
+    x = _eye_x(side, q)
+    part = _decal("瞳", x, y, "iris", bone=BONE["左目" if side > 0 else "右目"])
+    s, t = _iris_st(x.ravel(), y.ravel(), side)
+    part.uv = np.stack([(1 + s) / 2, (1 - t) / 2], 1)
+    return part
 
 
 def _eye_parts(side: int) -> list[_Part]:
-    """Eye white, iris, pupil and highlights (turning with the eye bone), then the lids."""
+    """Eye white and iris, then the lids."""
     q, y = _lens(0.0, 1.0, _eye_top, _eye_bottom)
-    parts = [_decal("白目", _eye_x(side, q), y, "white")]
-    eye_bone = BONE["左目" if side > 0 else "右目"]
-    for material, layer, (cq, dy), (rq, ry) in EYE_SPOTS:
-        if layer == "highlight":
-            cq *= side
-        q, y = _ellipse(cq, EYE_Y + dy, rq, ry)
-        inside = np.clip(q, -1.0, 1.0)
-        y = np.clip(y, _eye_bottom(inside) + 0.004, _eye_top(inside) - 0.004)
-        parts.append(_decal(material, _eye_x(side, q), y, layer, bone=eye_bone))
-    return parts + _lid_parts(side)
+    return [_decal("白目", _eye_x(side, q), y, "white"), _iris(side)] + _lid_parts(side)
 
 
 def _brow(side: int) -> _Part:
@@ -466,6 +506,11 @@ def _skinning(parts: list[_Part]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(np.concatenate(arrays) for arrays in zip(*skins))
 
 
+def _planar_uv(positions: np.ndarray) -> np.ndarray:
+    """A front projection of the whole figure: plausible UVs for the untextured materials."""
+    return np.stack([(positions[:, 0] + 3) / 6, (21 - positions[:, 1]) / 8], 1)
+
+
 def _vertices(parts: list[_Part]) -> Vertices:
     positions = np.concatenate([p.positions for p in parts]).astype(np.float32)
     normals = np.concatenate([p.normals for p in parts])
@@ -475,7 +520,7 @@ def _vertices(parts: list[_Part]) -> Vertices:
     sdef = deform == Deform.SDEF
     sdef_c = np.zeros((n, 3), np.float32)
     sdef_c[sdef] = BONES[BONE["頭"]][3]
-    uv = np.stack([(positions[:, 0] + 3) / 6, (21 - positions[:, 1]) / 8], 1).astype(np.float32)
+    uv = np.concatenate([_planar_uv(p.positions) if p.uv is None else p.uv for p in parts]).astype(np.float32)
     return Vertices(positions=positions, normals=normals, uv=uv, extra_uv=np.zeros((n, 0, 4), np.float32),
                     deform=deform, bone_indices=indices, bone_weights=weights, sdef_c=sdef_c,
                     sdef_r0=sdef_c.copy(), sdef_r1=sdef_c.copy(), edge_scale=np.ones(n, np.float32))
@@ -489,12 +534,14 @@ def _materials(parts: list[_Part]) -> tuple[Materials, np.ndarray]:
     flags = np.array([MaterialFlag.GROUND_SHADOW | MaterialFlag.SELF_SHADOW_MAP | MaterialFlag.SELF_SHADOW
                       | (MaterialFlag.DOUBLE_SIDED if double else 0) for *_rest, double in MATERIALS], np.uint8)
     m = len(MATERIALS)
+    names = [name for name, *_rest in MATERIALS]
     materials = Materials(
-        names=[name for name, *_rest in MATERIALS], names_en=[en for _n, en, *_rest in MATERIALS],
+        names=names, names_en=[en for _n, en, *_rest in MATERIALS],
         diffuse=diffuse, specular=np.full((m, 3), 0.1, np.float32), shininess=np.full(m, 12.0, np.float32),
         ambient=(diffuse[:, :3] * 0.7).astype(np.float32), flags=flags,
         edge_color=np.tile(np.array([0.1, 0.1, 0.12, 1.0], np.float32), (m, 1)),
-        edge_size=np.ones(m, np.float32), texture=[None] * m, sphere=[None] * m,
+        edge_size=np.ones(m, np.float32), sphere=[None] * m,
+        texture=[IRIS_TEXTURE if name == "瞳" else None for name in names],
         sphere_mode=np.zeros(m, np.uint8), toon=[None] * m, toon_shared=np.zeros(m, bool),
         index_start=np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64), index_count=counts)
     return materials, triangles.astype(np.uint32)
@@ -535,21 +582,42 @@ def _morphs(parts: list[_Part]) -> list[Morph]:
 
 
 def demo_model() -> Model:
-    """The demo character, built in memory: deterministic, about 0.1 s."""
+    """The demo character, built in memory: deterministic, about 0.1 s. Its texture lies in a
+    cache file (the renderer loads textures from files), written on first use."""
     parts = _parts()
     materials, indices = _materials(parts)
     return Model(name="デモキャラ", name_en="mmd-synth demo",
                  comment="mmd-synth built-in demo character, generated in code.", format="pmx",
                  version=2.0, vertices=_vertices(parts), indices=indices, materials=materials,
-                 bones=_bones(), morphs=_morphs(parts))
+                 bones=_bones(), morphs=_morphs(parts), textures=[IRIS_TEXTURE],
+                 texture_paths={IRIS_TEXTURE: str(_cached_texture())})
+
+
+def _save_png(pixels: np.ndarray, path: Path) -> None:
+    """Write atomically: parallel workers may write the same file at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    Image.fromarray(pixels).save(partial, format="PNG")
+    os.replace(partial, path)
+
+
+def _cached_texture() -> Path:
+    """The iris texture in the temp folder, named by its content so that a changed one is rewritten."""
+    pixels = iris_texture()
+    folder = Path(tempfile.gettempdir()) / f"mmd-synth-demo-{hashlib.sha256(pixels).hexdigest()[:16]}"
+    path = folder / IRIS_TEXTURE
+    if not path.is_file():
+        _save_png(pixels, path)
+    return path
 
 
 def write_demo(directory: str | Path) -> Path:
-    """Write ``demo.pmx`` (the demo uses no textures) into ``directory``; returns its path."""
+    """Write ``demo.pmx`` and its texture ``iris.png`` into ``directory``; returns the model's path."""
     from renderer.pmx_writer import write_pmx
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    _save_png(iris_texture(), directory / IRIS_TEXTURE)
     path = directory / "demo.pmx"
     write_pmx(demo_model(), path)
     return path

@@ -5,8 +5,9 @@ import importlib.util
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from renderer.demo import DEMO_HEAD, demo_model, write_demo
+from renderer.demo import DEMO_HEAD, IRIS_TEXTURE, demo_model, iris_texture, write_demo
 from renderer.model import Deform, MaterialFlag, Model
 
 MATERIALS = [("後髪", "back_hair"), ("体", "body"), ("首", "neck"), ("顔", "face"), ("白目", "eye_white"),
@@ -72,7 +73,30 @@ def test_geometry_is_well_formed(model):
     assert m.index_count.sum() == model.indices.size and np.all(m.index_count > 0)
     for name in ("後髪", "前髪", "顔"):
         assert m.flags[m.names.index(name)] & MaterialFlag.DOUBLE_SIDED
-    assert len({tuple(c) for c in m.diffuse[:, :3].round(3)}) == len(m)  # distinct colours
+    assert len({tuple(c) for c in seen_colours(model).round(3)}) == len(m)  # distinct colours
+
+
+def seen_colours(model: Model) -> np.ndarray:
+    """(M, 3) diffuse RGB times the mean texel under each material's vertices."""
+    colours = model.materials.diffuse[:, :3].astype(np.float64)
+    for i, name in enumerate(model.materials.names):
+        texture = model.materials.texture[i]
+        if texture is not None:
+            pixels = np.asarray(Image.open(model.texture_paths[texture]).convert("RGB"))
+            uv = model.vertices.uv[material_vertices(model, name)]
+            rows, columns = (np.clip(uv[:, k] * pixels.shape[k ^ 1], 0, pixels.shape[k ^ 1] - 1).astype(int)
+                             for k in (1, 0))
+            colours[i] *= pixels[rows, columns].mean(0) / 255
+    return colours
+
+
+def test_only_the_iris_is_textured_and_its_uvs_stay_on_the_texture(model):
+    m = model.materials
+    assert m.texture == [IRIS_TEXTURE if name == "瞳" else None for name in m.names]
+    assert model.textures == [IRIS_TEXTURE] and model.textures_missing == []
+    assert np.array_equal(np.asarray(Image.open(model.texture_paths[IRIS_TEXTURE])), iris_texture())
+    uv = model.vertices.uv[material_vertices(model, "瞳")]
+    assert uv.min() >= 0 and uv.max() <= 1 and np.ptp(uv, 0).min() > 0.8  # the iris spans its texture
 
 
 def test_front_faces_are_counter_clockwise_and_match_normals(model):
@@ -183,9 +207,10 @@ def test_written_pmx_loads_back_equal(tmp_path, model):
 
     path = write_demo(tmp_path / "demo")
     assert path == tmp_path / "demo" / "demo.pmx" and path.is_file()
+    assert np.array_equal(np.asarray(Image.open(path.parent / IRIS_TEXTURE)), iris_texture())
     loaded = load_model(path)
     assert (loaded.name, loaded.name_en, loaded.format) == (model.name, model.name_en, "pmx")
-    assert loaded.textures_missing == []
+    assert loaded.textures_missing == [] and loaded.materials.texture == model.materials.texture
     for field in ("positions", "normals", "uv", "deform", "bone_indices", "bone_weights", "sdef_c"):
         assert np.allclose(getattr(loaded.vertices, field), getattr(model.vertices, field), atol=1e-6), field
     assert np.array_equal(loaded.indices, model.indices)
@@ -224,3 +249,35 @@ def test_rendered_front_view_blinks_winks_and_opens_the_mouth(model):
     assert eye_white(blink).sum() == 0
     assert eye_white(wink_left)[1] == 0 and eye_white(wink_left)[0] == right
     assert mouth_dark(mouth_open) > 4 * max(mouth_dark(rest), 1)
+
+
+def test_each_eye_layer_holds_one_part_of_the_eye(model):
+    """白目 only whites; 瞳 the teal iris with its dark pupil at the centre and highlights up
+    and to the image left in both eyes; まつげ nothing over the iris."""
+    renderer = pytest.importorskip("renderer.renderer", reason="the renderer is not importable yet")
+    from renderer.context import ContextError, get_context
+
+    try:
+        get_context()
+    except ContextError as error:
+        pytest.skip(f"no OpenGL context: {error}")
+    names = model.materials.names
+    with renderer.Renderer(model, head_bounds=DEMO_HEAD, size=256) as r:
+        white, iris, lash = (r.render([0] * 6, materials=[names.index(name)]).astype(int)
+                             for name in ("白目", "瞳", "まつげ"))
+    shown = white[..., 3] > 0
+    assert shown.sum() > 300 and (white[shown, :3].min(-1) > 180).all()
+    assert (np.ptp(white[shown, :3], -1) < 8).all()  # grey-white: no iris, pupil or lash in it
+    rgb, on_iris = iris[..., :3], iris[..., 3] > 0
+    dark = on_iris & (rgb.max(-1) < 60)
+    teal = on_iris & (rgb[..., 1] > rgb[..., 0] + 60) & (rgb[..., 2] > rgb[..., 0] + 60)
+    bright = on_iris & (rgb.min(-1) > 180)
+    for half in (np.s_[:, :128], np.s_[:, 128:]):
+        rows, columns = np.nonzero(on_iris[half])
+        centre = np.array([columns.mean(), rows.mean()])
+        assert dark[half].sum() > 20 and teal[half].sum() > 40 and bright[half].sum() > 3
+        pupil_rows, pupil_columns = np.nonzero(dark[half])
+        assert np.abs(np.array([pupil_columns.mean(), pupil_rows.mean()]) - centre).max() < 2
+        spot_rows, spot_columns = np.nonzero(bright[half])
+        assert spot_columns.min() < centre[0] and spot_rows.min() < centre[1]
+        assert (lash[half][rows, columns, 3] == 0).all()

@@ -15,9 +15,12 @@ DEMO_LAYERS = {"後髪": "back_hair", "体": "body", "首": "neck", "顔": "face
 
 
 def renamed(names: list[str], names_en: list[str] | None = None):
-    """The demo character with other material names (and no English ones unless given)."""
+    """The demo character with other material names (and no English ones unless given); its
+    texture ("iris.png") renamed to say nothing too, since a texture's file name names a material."""
     model = demo_model()
-    model.materials = dataclasses.replace(model.materials, names=list(names),
+    textures = [name and f"{i}.png" for i, name in enumerate(model.materials.texture)]
+    model.texture_paths = {new: model.texture_paths[old] for old, new in zip(model.materials.texture, textures) if old}
+    model.materials = dataclasses.replace(model.materials, names=list(names), texture=textures,
                                           names_en=names_en or [""] * len(names))
     return model
 
