@@ -28,10 +28,18 @@ JSON API (errors are ``{"error": message}`` with status 400, 404 or 409):
 ``GET /api/models/<id>/preview.png?top=Y&bottom=Y``
     The 256 x 256 dataset framing for these head bounds (DESIGN.md).
 ``GET /api/models/<id>/morphs/<index>.png[?top=Y&bottom=Y]``
-    A face close-up with morph ``index`` (file order) at full weight, around these
-    head bounds (a guess from the model's height without them).
+    A face close-up with morph ``index`` (file order; that morph even where names
+    repeat) at full weight, around these head bounds (a guess from the model's height
+    without them).
+``GET /api/models/<id>/layers[?top=Y&bottom=Y]``
+    ``{"layers": [name, ...], "materials": [{"material", "name", "layer", "decided",
+    "reason"}]}``: the semantic layers in draw order and every material's suggested
+    layer (``annotator.layers``; manifest overrides left out, they are in the record),
+    ``decided`` by ``name`` or ``geometry``; head bounds as for close-ups.
+``GET /api/models/<id>/materials/<index>.png``
+    Material ``index`` (file order) alone, unposed, framed on its own bounds.
 ``POST /api/models/<id>/confirm`` with ``{"head": {"top", "bottom"}, "morphs": {role:
-    name or null}, "layers": {material: layer}}`` (layers optional)
+    name or null}, "layers": {material name: layer}}`` (layers optional: the saved ones stay)
     Saves the record as status ok, source annotated. Returns ``{"record", "progress"}``.
 ``POST /api/models/<id>/reject`` with ``{"reason": text}``
     Saves the record as status rejected with the reason. Returns ``{"record", "progress"}``.
@@ -48,6 +56,7 @@ from typing import Any, Callable
 
 from flask import Flask, Response, jsonify, request, send_from_directory
 
+from annotator.layers import DEFAULT as LAYER_CONFIG
 from annotator.views import RenderService, ModelInfo
 from manifests.record import ROLES, ManifestError, Record
 from manifests.store import default_models_root, model_sha256, read_manifest, upsert_records
@@ -234,7 +243,21 @@ def confirmed(base: Record, payload: dict[str, Any], info: ModelInfo | None) -> 
     return decided(base, status="ok", reject_reason=None,
                    head={"top": head["top"], "bottom": head["bottom"]},
                    morphs={**base.morphs, **morphs},
-                   layers=payload.get("layers", base.layers))
+                   layers=checked_layers(payload.get("layers", base.layers), info))
+
+
+def checked_layers(layers: Any, info: ModelInfo | None) -> Any:
+    """Layer overrides name known layers and (when the model loads) its own materials."""
+    if not isinstance(layers, dict):
+        raise ApiError(400, f"layers must map material names to layers, got {layers!r}")
+    bad = sorted(str(layer) for layer in layers.values() if layer not in LAYER_CONFIG.names)
+    if bad:
+        raise ApiError(400, f"unknown layer {bad[0]!r}; layers are {', '.join(LAYER_CONFIG.names)}")
+    if info is not None:
+        missing = sorted(name for name in layers if name not in info.materials)
+        if missing:
+            raise ApiError(400, f"the model has no material named {missing[0]!r}")
+    return layers
 
 
 class Annotator:
@@ -310,20 +333,32 @@ def _routes(app: Flask, annotator: Annotator) -> None:
     @app.get("/api/models/<int:model_id>/front.png")
     def front(model_id: int):
         entry = catalog.entry(model_id)
-        png, mapping = _image(lambda: renders.front_view(str(entry.path)))
+        png, mapping = _rendered(lambda: renders.front_view(str(entry.path)))
         return _png(png, {"X-Model-Y-Top": repr(mapping.y_top), "X-Model-Y-Bottom": repr(mapping.y_bottom)})
 
     @app.get("/api/models/<int:model_id>/preview.png")
     def preview(model_id: int):
         entry = catalog.entry(model_id)
         head = _head_query(required=True)
-        return _png(_image(lambda: renders.framing(str(entry.path), head)))
+        return _png(_rendered(lambda: renders.framing(str(entry.path), head)))
 
     @app.get("/api/models/<int:model_id>/morphs/<int:index>.png")
     def close_up(model_id: int, index: int):
         entry = catalog.entry(model_id)
         head = _head_query(required=False)
-        return _png(_image(lambda: renders.close_up(str(entry.path), index, head)))
+        return _png(_rendered(lambda: renders.close_up(str(entry.path), index, head)))
+
+    @app.get("/api/models/<int:model_id>/layers")
+    def layers(model_id: int):
+        entry = catalog.entry(model_id)
+        head = _head_query(required=False)
+        materials = _rendered(lambda: renders.layers(str(entry.path), head))
+        return jsonify(layers=list(LAYER_CONFIG.names), materials=materials)
+
+    @app.get("/api/models/<int:model_id>/materials/<int:index>.png")
+    def material(model_id: int, index: int):
+        entry = catalog.entry(model_id)
+        return _png(_rendered(lambda: renders.material(str(entry.path), index)))
 
     @app.post("/api/models/<int:model_id>/confirm")
     def confirm(model_id: int):
@@ -345,7 +380,7 @@ def _routes(app: Flask, annotator: Annotator) -> None:
         return jsonify(record=record.to_dict(), progress=catalog.progress())
 
 
-def _image(render: Callable[[], Any]) -> Any:
+def _rendered(render: Callable[[], Any]) -> Any:
     try:
         return render()
     except ModelError as error:

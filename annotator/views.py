@@ -9,7 +9,12 @@ call. The child keeps the last ``max_models`` models and their Renderers (LRU) a
 releases the rest, so memory stays flat over thousands of models.
 
 Images: the front orthographic full-body view (with its pixel <-> model mapping), the
-dataset's head framing for given head bounds, and per morph a face close-up.
+dataset's head framing for given head bounds, per morph a face close-up and per material
+a view of that material alone; and the suggested layer of every material.
+
+The renderers see the model with every morph renamed to its file index (``indexed``):
+``Renderer.render(extra_morphs=...)`` addresses morphs by name and names repeat (gumi's
+普通 twice), so close-ups ask for ``{"#12": 1.0}``, which means morph 12 and nothing else.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ import threading
 import traceback
 from collections import OrderedDict
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, TypeVar
 
 import numpy as np
@@ -35,6 +40,8 @@ FRONT_SIZE = 768  # the full-body view: a 7-head character's head gets ~100 rows
 PREVIEW_SIZE = 256  # DESIGN.md's framing, exactly as the dataset renders it; close-ups share it
 CLOSE_UP_CENTRE = 0.42  # close-ups centre this fraction of the head height above the chin (eyes..mouth)
 CLOSE_UP_HALF = 0.42  # ...and show this many head heights above and below it
+MATERIAL_MARGIN = 1.15  # a material's view shows its bounds and this much around them
+MATERIAL_MIN_HALF = 0.02  # ...and at least this fraction of the model's height (a tiny part is not a blur)
 PANEL_ORDER = {2: 0, 3: 1, 1: 2, 4: 3, 0: 4}  # eye, mouth, eyebrow, other, system
 NEUTRAL = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 URGENT, BACKGROUND = 0, 1  # what a person waits for (views, framing) runs before close-ups
@@ -74,6 +81,7 @@ class ModelInfo:
     morphs: list[MorphInfo]
     front: FrontMapping
     warnings: list[str]
+    materials: list[str]  # material names in file (draw) order
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -81,6 +89,16 @@ def encode_png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, "PNG", compress_level=1)
     return buffer.getvalue()
+
+
+def indexed(model: Model) -> Model:
+    """The model with morph i renamed "#i" (see the module docstring); shares every array."""
+    return replace(model, morphs=[replace(morph, name=morph_key(i)) for i, morph in enumerate(model.morphs)])
+
+
+def morph_key(index: int) -> str:
+    """The name morph ``index`` has in an ``indexed`` model."""
+    return f"#{index}"
 
 
 def ordered_morphs(model: Model) -> list[MorphInfo]:
@@ -139,7 +157,14 @@ class RenderWorker:
 
     def info(self, path: str) -> ModelInfo:
         model = self._model(path)
-        return ModelInfo(ordered_morphs(model), self._mapping(model), list(model.warnings))
+        return ModelInfo(ordered_morphs(model), self._mapping(model), list(model.warnings),
+                         list(model.materials.names))
+
+    def layers(self, path: str, head: tuple[float, float] | None) -> list[dict[str, Any]]:
+        """Every material's suggested layer (manifest overrides left out: the page shows those)."""
+        from annotator.layers import assign_layers
+
+        return [vars(assignment) for assignment in assign_layers(self._model(path), None, head_bounds=head)]
 
     def front_view(self, path: str) -> tuple[bytes, FrontMapping]:
         from renderer.framing import full_body_camera
@@ -169,9 +194,28 @@ class RenderWorker:
             raise ModelError(path, f"has no morph number {morph} (it has {len(model.morphs)})")
         top, chin = head or guess_head_bounds(model)
         centre = (head_center_x(model), chin + CLOSE_UP_CENTRE * (top - chin))
-        image = renderer.render(NEUTRAL, extra_morphs={model.morphs[morph].name: 1.0},
+        image = renderer.render(NEUTRAL, extra_morphs={morph_key(morph): 1.0},
                                 camera=region_camera(centre, CLOSE_UP_HALF * (top - chin)))
         return encode_png(image)
+
+    def material(self, path: str, index: int) -> bytes:
+        """Material ``index`` alone, unposed, framed on its own bounds."""
+        from renderer.framing import model_bounds, region_camera
+
+        renderer = self._renderer(path, PREVIEW_SIZE)
+        model = renderer.model
+        if not 0 <= index < len(model.materials):
+            raise ModelError(path, f"has no material number {index} (it has {len(model.materials)})")
+        start, count = int(model.materials.index_start[index]), int(model.materials.index_count[index])
+        corners = np.asarray(model.indices).reshape(-1)[start:start + count]
+        if not len(corners):
+            return encode_png(np.zeros((PREVIEW_SIZE, PREVIEW_SIZE, 4), np.uint8))
+        points = model.vertices.positions[corners, :2]
+        low, high = points.min(axis=0), points.max(axis=0)
+        model_low, model_high = model_bounds(model)
+        half = max(float(np.max(high - low)) / 2 * MATERIAL_MARGIN,
+                   MATERIAL_MIN_HALF * float(model_high[1] - model_low[1]))
+        return encode_png(renderer.render(NEUTRAL, materials=[index], camera=region_camera((low + high) / 2, half)))
 
     def release_all(self) -> None:
         for path in list(self._models):
@@ -197,7 +241,7 @@ class RenderWorker:
         if renderer is None:
             from renderer.renderer import Renderer
 
-            renderer = Renderer(self._model(path), size=size)
+            renderer = Renderer(indexed(self._model(path)), size=size)
             self._renderers[key] = renderer
         return renderer
 
@@ -264,6 +308,14 @@ class RenderService:
     def close_up(self, path: str, morph: int, head: tuple[float, float] | None) -> bytes:
         """PNG of the face with morph number ``morph`` at full weight, around ``head`` (or a guess)."""
         return self._run(path, BACKGROUND, "close_up", path, morph, head)
+
+    def layers(self, path: str, head: tuple[float, float] | None) -> list[dict[str, Any]]:
+        """Every material's suggested layer: {"material", "name", "layer", "decided", "reason"}."""
+        return self._run(path, URGENT, "layers", path, head)
+
+    def material(self, path: str, index: int) -> bytes:
+        """PNG of material number ``index`` alone, framed on its bounds."""
+        return self._run(path, URGENT, "material", path, index)
 
     def focus(self, path: str | None) -> None:
         """Cancel the queued close-ups of every model but ``path`` (None: of all)."""

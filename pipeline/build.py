@@ -8,11 +8,13 @@ that are complete and redoes the rest; a different config refuses unless forced.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import importlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +48,8 @@ class RenderSettings:
     size: int
     config: dict[str, Any]
     layers: bool
+    shading: str = "phong"
+    layer_config: Any = None  # annotator.layers.LayerConfig of --layer-config; None: the default layers
 
 
 @dataclass
@@ -89,12 +93,24 @@ class BuildReport:
 
 
 def build_config(plan: Plan, *, poses: int | None, poses_per_model: int | None, seed: int, size: int,
-                 layers: bool, shard_size: int, fractions: dict[str, float]) -> dict[str, Any]:
-    """Everything that alters the output; a resumed build must match it exactly."""
+                 layers: bool, shard_size: int, fractions: dict[str, float], shading: str = "phong",
+                 layer_config: Any = None) -> dict[str, Any]:
+    """Everything that alters the output; a resumed build must match it exactly (the GPUs do not)."""
     return {"records_sha256": plan.records_hash, "poses": poses, "poses_per_model": poses_per_model,
             "seed": seed, "size": size, "layers": layers, "shard_size": shard_size,
-            "fractions": dict(fractions), "generator_version": shards.generator_version(),
-            "format_version": shards.FORMAT_VERSION}
+            "fractions": dict(fractions), "shading": shading,
+            "layer_config": layer_config_sha256(layer_config),
+            "generator_version": shards.generator_version(), "format_version": shards.FORMAT_VERSION}
+
+
+def layer_config_sha256(config: Any) -> str | None:
+    """A fingerprint of a layer config's content (None for the default): renaming the file is no change."""
+    from annotator.layers import DEFAULT
+
+    if config is None or config == DEFAULT:
+        return None
+    text = json.dumps(dataclasses.asdict(config), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def build(manifest: str | os.PathLike, out: str | os.PathLike, poses: int | None = None, *,
@@ -102,27 +118,36 @@ def build(manifest: str | os.PathLike, out: str | os.PathLike, poses: int | None
           scheduler: Any = None, seed: int = 0, size: int = 256, layers: bool = False,
           shard_size: int = DEFAULT_SHARD_SIZE, fractions: dict[str, float] = DEFAULT_FRACTIONS,
           models_root: str | os.PathLike | None = None, force: bool = False, progress: bool = True,
-          sheets: bool = True) -> BuildReport:
-    """Build (or resume) the dataset in ``out``; see the module docstring and DESIGN.md."""
+          sheets: bool = True, shading: str = "phong", gpus: Sequence[int] = (),
+          layer_config: str | os.PathLike | None = None) -> BuildReport:
+    """Build (or resume) the dataset in ``out``; see the module docstring and DESIGN.md.
+
+    ``shading`` is the renderer's (phong or toon); ``gpus`` are EGL device indices, the
+    k-th shard task rendering on ``gpus[k % len(gpus)]`` (empty: the default device);
+    ``layer_config`` a YAML/JSON layer configuration file (annotator.layers) for ``layers``.
+    """
     from manifests.store import default_models_root, read_manifest
 
     start = time.perf_counter()
-    _check_settings(jobs, backend, size, layers)
+    _check_settings(jobs, backend, size, layers, shading, gpus)
+    layer_settings = _layer_config(layer_config, layers)
     manifest = Path(manifest)
     out = Path(out)
     plan = make_plan(read_manifest(manifest), poses=poses, poses_per_model=poses_per_model,
                      shard_size=shard_size, seed=seed, fractions=fractions)
     config = build_config(plan, poses=poses, poses_per_model=poses_per_model, seed=seed, size=size,
-                          layers=layers, shard_size=shard_size, fractions=fractions)
+                          layers=layers, shard_size=shard_size, fractions=fractions, shading=shading,
+                          layer_config=layer_settings)
     index = _start_index(out, config, force)
     done, todo = _resume(out, plan, config, index)
     report = BuildReport(out=out, skipped=len(done))
     settings = RenderSettings(out=str(out), models_root=str(models_root or default_models_root(manifest)),
-                              seed=seed, size=size, config=config, layers=layers)
+                              seed=seed, size=size, config=config, layers=layers, shading=shading,
+                              layer_config=layer_settings)
     planned = {_relative(out, shard): 2 * shard.samples + len(shard.slices) for shard in plan.shards}
     _write_index(out, config, done)  # the config is on disk before the first shard
     with _progress_bar(sum(planned.values()), sum(planned[r.file] for r in done), progress) as bar:
-        for result in _run(todo, settings, jobs, backend, scheduler):
+        for result in _run(todo, settings, jobs, backend, scheduler, tuple(gpus)):
             report.written.append(result)
             done.append(result)
             _write_index(out, config, done)
@@ -135,9 +160,15 @@ def build(manifest: str | os.PathLike, out: str | os.PathLike, poses: int | None
     return report
 
 
-def _check_settings(jobs: int, backend: str, size: int, layers: bool) -> None:
+def _check_settings(jobs: int, backend: str, size: int, layers: bool, shading: str, gpus: Sequence[int]) -> None:
+    from renderer.renderer import SHADINGS
+
     if backend not in BACKENDS:
         raise BuildError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if shading not in SHADINGS:
+        raise BuildError(f"unknown shading {shading!r}; choose one of {', '.join(SHADINGS)}")
+    if any(gpu < 0 for gpu in gpus):
+        raise BuildError(f"--gpu takes EGL device indices (0, 1, ...), got {', '.join(map(str, gpus))}")
     if jobs < 1 and jobs != -1:
         raise BuildError(f"--jobs must be a positive number (or -1 for all cores), got {jobs}")
     if size < 8:
@@ -149,8 +180,8 @@ def _check_settings(jobs: int, backend: str, size: int, layers: bool) -> None:
 def layer_module() -> Any:
     """The hook for ``--layers``: ``pipeline.layers`` renders per-part stacks when it exists.
 
-    It must provide ``NAMES`` (layer names in draw order) and
-    ``render_layers(renderer, model, overrides, poses) -> (N, L, H, W, 4) uint8``.
+    It must provide ``render_layers(renderer, model, overrides, poses, config) -> (N, L, H, W, 4)
+    uint8``, L being the layers of ``config`` (an annotator.layers.LayerConfig; None: the default).
     """
     try:
         return importlib.import_module("pipeline.layers")
@@ -158,6 +189,20 @@ def layer_module() -> Any:
         if error.name != "pipeline.layers":
             raise
         raise BuildError("--layers needs the pipeline.layers module, which this installation lacks") from None
+
+
+def _layer_config(path: str | os.PathLike | None, layers: bool) -> Any:
+    """The --layer-config file's LayerConfig (None without one); a bad file is a BuildError naming it."""
+    if path is None:
+        return None
+    if not layers:
+        raise BuildError(f"--layer-config {path} needs --layers (it configures the layer stacks)")
+    from annotator.layers import LayerConfigError, load_config
+
+    try:
+        return load_config(path)
+    except LayerConfigError as error:
+        raise BuildError(str(error)) from None
 
 
 # ---- resuming -------------------------------------------------------------------------
@@ -262,13 +307,20 @@ def _write_index(out: Path, config: dict[str, Any], results: list[ShardResult]) 
 # ---- running --------------------------------------------------------------------------
 
 def _run(todo: list[ShardPlan], settings: RenderSettings, jobs: int, backend: str,
-         scheduler: Any) -> Iterator[ShardResult]:
-    """Shard results in completion order, from local processes or a Dask cluster."""
+         scheduler: Any, gpus: tuple[int, ...]) -> Iterator[ShardResult]:
+    """Shard results in completion order, from local processes or a Dask cluster.
+
+    A worker that cannot make an OpenGL context on its device stops the build: every
+    other shard would fail the same way.
+    """
     from joblib import Parallel, delayed, parallel_config
+
+    from renderer.context import ContextError
 
     if not todo:
         return
-    tasks = (delayed(render_shard)(shard, settings) for shard in todo)
+    tasks = (delayed(render_shard)(shard, settings, gpus[k % len(gpus)] if gpus else None)
+             for k, shard in enumerate(todo))
     with ExitStack() as stack:
         if backend == "dask":
             stack.enter_context(_dask_client(scheduler, jobs))
@@ -276,7 +328,10 @@ def _run(todo: list[ShardPlan], settings: RenderSettings, jobs: int, backend: st
             n_jobs = -1
         else:
             n_jobs = min(jobs if jobs > 0 else os.cpu_count() or 1, len(todo))
-        yield from Parallel(n_jobs=n_jobs, batch_size=1, return_as="generator_unordered")(tasks)
+        try:
+            yield from Parallel(n_jobs=n_jobs, batch_size=1, return_as="generator_unordered")(tasks)
+        except ContextError as error:
+            raise BuildError(str(error)) from None
 
 
 @contextmanager
@@ -308,20 +363,29 @@ def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
 
 # ---- one shard (runs in a worker) -------------------------------------------------------
 
-def render_shard(shard: ShardPlan, settings: RenderSettings) -> ShardResult:
-    """Render one shard into its file; a model that fails is recorded and left out."""
+def render_shard(shard: ShardPlan, settings: RenderSettings, gpu: int | None = None) -> ShardResult:
+    """Render one shard into its file on EGL device ``gpu``; a model that fails is recorded and left out.
+
+    No OpenGL context on that device (ContextError) is no fault of a model: it propagates.
+    """
+    from annotator.layers import DEFAULT
+    from renderer.context import ContextError
+
     start = time.perf_counter()
     out = Path(settings.out)
     layers = layer_module() if settings.layers else None
+    layer_config = settings.layer_config or DEFAULT
     failed: list[dict[str, str]] = []
     models = samples = 0
     name = _relative(out, shard)
     with shards.ShardWriter(out / name, size=settings.size, models=len(shard.slices),
                             samples=shard.samples, split=shard.split, config=settings.config,
-                            layers=list(layers.NAMES) if layers else None) as writer:
+                            layers=list(layer_config.names) if layers else None) as writer:
         for piece in shard.slices:
             try:
-                _render_slice(writer, piece, settings, models, samples, layers)
+                _render_slice(writer, piece, settings, models, samples, layers, gpu)
+            except ContextError:
+                raise
             except Exception as error:  # failure isolation: any model may be broken in its own way
                 failed.append({"model": piece.model, "reason": _reason(error), "shard": name})
                 continue
@@ -340,7 +404,7 @@ def _reason(error: Exception) -> str:
 
 
 def _render_slice(writer: shards.ShardWriter, piece: ModelSlice, settings: RenderSettings,
-                  model_index: int, first: int, layers: Any) -> None:
+                  model_index: int, first: int, layers: Any, gpu: int | None) -> None:
     """Model ``model_index`` of the shard and its samples from position ``first`` on."""
     from renderer import Renderer
     from renderer.loader import load_model
@@ -351,8 +415,10 @@ def _render_slice(writer: shards.ShardWriter, piece: ModelSlice, settings: Rende
                          f"manifest {piece.sha256[:12]})")
     channels = bind_roles(piece.morphs, {morph.name for morph in model.morphs})
     poses = sample_poses(settings.seed, piece.key, np.arange(piece.start, piece.start + piece.count))
-    with Renderer(model, head_bounds=piece.head, morphs=channels.binding(), size=settings.size) as renderer:
-        stack = (lambda p: layers.render_layers(renderer, model, piece.layers, p)) if layers else None
+    with Renderer(model, head_bounds=piece.head, morphs=channels.binding(), size=settings.size,
+                  shading=settings.shading, gpu=gpu) as renderer:
+        stack = (lambda p: layers.render_layers(renderer, model, piece.layers, p, settings.layer_config)
+                 ) if layers else None
         writer.add_model(model_index, piece.model, model.sha256 or piece.key, channels.to_json(),
                          renderer.render(REST_POSE),
                          stack(REST_POSE[None])[0] if stack else None)

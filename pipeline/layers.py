@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from annotator.layers import DEFAULT, assign_layers, layer_groups
+from annotator.layers import DEFAULT, LayerConfig, assign_layers, layer_groups
 
 NAMES = DEFAULT.names
 PAIRS = (("rest", "layers/rest"), ("expression", "layers/expression"), ("posed", "layers/posed"))
@@ -49,25 +49,28 @@ CONSISTENCY_TOLERANCE = 3.0
 _groups_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def material_groups(renderer: Any, model: Any, overrides: Mapping[str, str] | None) -> list[list[int]]:
-    """Material indices per layer of ``NAMES`` for this renderer's model (cached per renderer)."""
-    key = tuple(sorted((overrides or {}).items()))
+def material_groups(renderer: Any, model: Any, overrides: Mapping[str, str] | None,
+                    config: LayerConfig | None = None) -> list[list[int]]:
+    """Material indices per layer of ``config.names`` (default: ``NAMES``) for this renderer's model
+    (cached per renderer)."""
+    config = config or DEFAULT
+    key = (tuple(sorted((overrides or {}).items())), config)
     cached = _groups_cache.get(renderer)
     if cached is None or cached[0] != key:
-        assignments = assign_layers(model, overrides, DEFAULT, head_bounds=renderer.head_bounds)
-        cached = _groups_cache[renderer] = (key, layer_groups(assignments, NAMES))
+        assignments = assign_layers(model, overrides, config, head_bounds=renderer.head_bounds)
+        cached = _groups_cache[renderer] = (key, layer_groups(assignments, config.names))
     return cached[1]
 
 
 def render_layers(renderer: Any, model: Any, overrides: Mapping[str, str] | None,
-                  poses: np.ndarray) -> np.ndarray:
-    """(N, L, H, W, 4) uint8: every layer of every pose, each rendered alone.
+                  poses: np.ndarray, config: LayerConfig | None = None) -> np.ndarray:
+    """(N, L, H, W, 4) uint8: every layer (of ``config``, default ``NAMES``) of every pose, each rendered alone.
 
     Poses are the outer loop so that each pose is posed once (the renderer reuses its
     skinning while only the material selection changes).
     """
     poses = np.asarray(poses, np.float64).reshape(-1, 6)
-    groups = material_groups(renderer, model, overrides)
+    groups = material_groups(renderer, model, overrides, config)
     out = np.zeros((len(poses), len(groups), renderer.size, renderer.size, 4), np.uint8)
     for i, pose in enumerate(poses):
         for layer, materials in enumerate(groups):

@@ -17,7 +17,7 @@ from PIL import Image
 from annotator.server import SetupError, create_app
 from manifests.record import ManifestError
 from manifests.store import model_sha256, read_manifest
-from renderer.demo import demo_model, write_demo
+from renderer.demo import DEMO_HEAD, demo_model, write_demo
 
 DEMO, BROKEN = "models/chars/demo.pmx", "models/broken/empty.pmx"
 
@@ -200,3 +200,87 @@ def test_cli_reports_a_bad_folder_in_one_line(tmp_path):
                                       str(tmp_path / "m.jsonl"), "--no-browser"])
     assert result.exit_code == 2
     assert result.output.strip().count("\n") == 0 and "not a folder" in result.output
+
+
+def test_layers_lists_every_material_with_its_suggested_layer(client):
+    model_id = ids(client)[DEMO]
+    data = client.get(f"/api/models/{model_id}/layers").json
+    from annotator.layers import LAYERS
+
+    assert data["layers"] == list(LAYERS)
+    materials = data["materials"]
+    assert [m["name"] for m in materials] == demo_model().materials.names
+    assert [m["material"] for m in materials] == list(range(len(materials)))
+    by_name = {m["name"]: m for m in materials}
+    assert (by_name["後髪"]["layer"], by_name["瞳"]["layer"], by_name["体"]["layer"]) == ("back_hair", "iris", "body")
+    assert all(m["decided"] in ("name", "geometry") and m["reason"] for m in materials)
+
+
+def test_material_view_shows_that_material_alone(client):
+    model_id = ids(client)[DEMO]
+    names = demo_model().materials.names
+    hair, iris = (png(client.get(f"/api/models/{model_id}/materials/{names.index(n)}.png")) for n in ("後髪", "瞳"))
+    assert hair.shape == iris.shape == (256, 256, 4)
+    assert (hair[..., 3] > 0).mean() > 0.2 and (iris[..., 3] > 0).mean() > 0.05  # framed on the part
+    teal = iris[iris[..., 3] > 0][:, :3].astype(int)
+    assert (teal[:, 2] > teal[:, 0]).mean() > 0.5  # the iris, not the skin-coloured face
+    assert client.get(f"/api/models/{model_id}/materials/{len(names)}.png").status_code == 409
+
+
+def test_confirm_saves_layer_overrides_and_refuses_unknown_ones(client, tree):
+    model_id = ids(client)[DEMO]
+    head = client.get(f"/api/models/{model_id}").json["record"]["head"]
+    for layers, message in (({"体": "tail"}, "unknown layer 'tail'"), ({"尻尾": "body"}, "no material named '尻尾'"),
+                            (["体"], "must map")):
+        bad = client.post(f"/api/models/{model_id}/confirm", json={"head": head, "layers": layers})
+        assert bad.status_code == 400 and message in bad.json["error"]
+    response = client.post(f"/api/models/{model_id}/confirm", json={"head": head, "layers": {"体": "clothes"}})
+    assert response.status_code == 200, response.json
+    (record,) = [r for r in read_manifest(tree / "manifest.jsonl") if r.model == DEMO]
+    assert record.layers == {"体": "clothes"}
+    kept = client.post(f"/api/models/{model_id}/confirm", json={"head": head})  # no layers: the saved ones stay
+    assert kept.json["record"]["layers"] == {"体": "clothes"}
+
+
+def close_ups(client, morphs: list[int], query: str = "") -> list[np.ndarray]:
+    return [png(client.get(f"/api/models/0/morphs/{index}.png{query}")) for index in morphs]
+
+
+def test_close_ups_address_morphs_by_index_when_names_repeat(tmp_path):
+    """A second morph named あ that closes the eyes: its close-up shows closed eyes, not the mouth."""
+    from dataclasses import replace
+
+    from renderer.pmx_writer import write_pmx
+
+    model = demo_model()
+    blink, mouth = model.find_morph("まばたき"), model.find_morph("あ")
+    model.morphs.append(replace(model.morphs[blink], name="あ"))
+    (tmp_path / "models").mkdir()
+    write_pmx(model, tmp_path / "models" / "twice.pmx")
+    app = create_app(tmp_path / "models", tmp_path / "manifest.jsonl")
+    try:
+        client = app.test_client()
+        first, second, closed = close_ups(client, [mouth, len(model.morphs) - 1, blink],
+                                          "?top={}&bottom={}".format(*DEMO_HEAD))
+    finally:
+        app.extensions["mmdsynth"].close()
+    assert np.abs(first.astype(int) - second.astype(int)).max() > 100
+    assert np.array_equal(second, closed)
+
+
+@pytest.mark.real_models
+def test_gumi_close_ups_of_its_two_morphs_named_futsuu_differ(shared_models, tmp_path):
+    """gumi.pmd has an eye morph and a brow morph both named 普通 (depth swaps of face parts)."""
+    from renderer.loader import load_model
+
+    gumi = load_model(shared_models / "low_poly" / "gumi.pmd")
+    twins = [i for i, morph in enumerate(gumi.morphs) if morph.name == "普通"]
+    assert len(twins) == 2
+    app = create_app(shared_models / "low_poly", tmp_path / "manifest.jsonl", shared_models)
+    try:
+        client = app.test_client()
+        head = client.get("/api/models/0").json["record"]["head"]
+        first, second = close_ups(client, twins, f"?top={head['top']}&bottom={head['bottom']}")
+    finally:
+        app.extensions["mmdsynth"].close()
+    assert (np.abs(first.astype(int) - second.astype(int)).max(axis=-1) > 100).sum() > 1000  # other eyes and brows

@@ -1,8 +1,8 @@
 """The annotation GUI in a real Chromium (Playwright) against the real server and renderer.
 
 A person's session: open the page, drag the chin line, cycle the morph close-ups and
-give one a role with the keyboard, confirm with Enter; then the manifest file on disk
-must hold exactly that. Screenshots go to tests/artifacts for a person to look at.
+give one a role with the keyboard, open the layers panel with L and move one material
+to another layer, confirm with Enter; then the manifest file on disk must hold exactly that. Screenshots go to tests/artifacts for a person to look at.
 """
 from __future__ import annotations
 
@@ -93,8 +93,28 @@ def saved(manifest: Path, model: str, timeout: float = 10.0) -> Record:
     raise AssertionError(f"{model} never reached {manifest}")
 
 
+def override_a_layer(page, artifacts: Path, name: str) -> tuple[str, str]:
+    """Open the layers panel (L), pick the second material, give it another layer; (material, layer)."""
+    page.keyboard.press("l")
+    page.wait_for_selector("#layers-table tr[data-material]", timeout=TIMEOUT_MS)
+    row = page.locator("#layers-table tr[data-material]").nth(1)
+    row.locator(".name").click()
+    page.wait_for_function("""() => { const img = document.getElementById('material-image');
+        return img.src && img.complete && img.naturalWidth > 0; }""", timeout=TIMEOUT_MS)
+    material = row.locator(".name").inner_text()
+    suggested = row.locator("select").input_value()
+    layer = "accessory" if suggested != "accessory" else "clothes"
+    row.locator("select").select_option(layer)
+    assert "overridden" in row.get_attribute("class") and layer in page.locator("#material-about").inner_text()
+    page.screenshot(path=str(artifacts / f"annotator_{name}_layers.png"))
+    page.keyboard.press("l")
+    assert page.locator("#layers-panel").is_hidden()
+    return material, layer
+
+
 def label_one(browser, url: str, manifest: Path, model: str, artifacts: Path, name: str) -> None:
-    """Drag the chin, give the third morph the smile_blink role (key 5), confirm with Enter."""
+    """Drag the chin, give the third morph the smile_blink role (key 5), move one material to
+    another layer, confirm with Enter."""
     page, errors = open_page(browser, url)
     started = time.monotonic()
     show_model(page, model)
@@ -122,12 +142,14 @@ def label_one(browser, url: str, manifest: Path, model: str, artifacts: Path, na
     assert "Smile blink" in page.locator("#morph-current").inner_text()
     page.wait_for_timeout(300)  # let the framing preview follow the new chin for the screenshot
     page.screenshot(path=str(artifacts / f"annotator_{name}_edited.png"))
+    material, layer = override_a_layer(page, artifacts, name)
     page.keyboard.press("Enter")
 
     record = saved(manifest, model)
     assert (record.status, record.source) == ("ok", "annotated")
     assert record.head["bottom"] == pytest.approx(chin) and record.head["top"] == pytest.approx(suggested["head"]["top"])
     assert record.morphs["smile_blink"] == morph
+    assert record.layers == {**suggested["layers"], material: layer}
     assert {role: name for role, name in record.morphs.items() if role != "smile_blink"} == {
         role: name for role, name in suggested["morphs"].items() if role != "smile_blink"}
     assert errors == []

@@ -180,3 +180,61 @@ def test_real_models_build(shared_models, tmp_path):
     assert all("mouth_open" in entry["reason"] for entry in report.failed)
     assert sum(report.splits.values()) == 2 * (len(usable) - len(failed))
     assert verify(tmp_path) == []
+
+
+def test_toon_shading_differs_and_a_changed_shading_is_refused(manifest, serial, tmp_path):
+    args = dict(jobs=1, size=SIZE, shard_size=6, progress=False, sheets=False)
+    build(manifest, tmp_path, 24, shading="toon", **args)
+    phong, toon = contents(serial), contents(tmp_path)
+    assert phong.keys() == toon.keys()
+    first = "shards/train-00000.h5"
+    assert np.array_equal(phong[first]["pose"], toon[first]["pose"])
+    assert np.array_equal(phong[first]["posed"][..., 3] > 0, toon[first]["posed"][..., 3] > 0)
+    assert np.abs(phong[first]["posed"].astype(int) - toon[first]["posed"].astype(int)).max() > 20
+    assert shards.read_index(tmp_path)["config"]["shading"] == "toon"
+    with pytest.raises(BuildError, match=r"different config \(shading 'toon' -> 'phong'\)"):
+        build(manifest, tmp_path, 24, **args)
+
+
+def test_gpu_choice_is_not_config_and_a_missing_gpu_is_one_line(manifest, serial, tmp_path):
+    args = dict(jobs=1, size=SIZE, shard_size=6, progress=False, sheets=False)
+    build(manifest, tmp_path, 24, gpus=[0, 0], **args)
+    assert_same(contents(serial), contents(tmp_path))
+    assert build(manifest, tmp_path, 24, **args).skipped == 4  # resuming on the default device is fine
+    run = subprocess.run([*CLI, "build", "-m", str(manifest), "-o", str(tmp_path / "other"), "--poses", "4",
+                          "--size", str(SIZE), "--gpu", "0,99", "--gpu", "98", "-q"], capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
+    assert "EGL device 99" in run.stderr and "Traceback" not in run.stderr
+
+
+LAYER_CONFIG = """\
+layers: [back_hair, body, neck, face, eyes, mouth, eyelash_brow, front_hair, accessory]
+rename: {eyelash_brow: brows}
+keywords: {白目: eyes, 瞳: eyes}
+"""
+
+
+def test_layer_config_renames_and_remaps_layers(manifest, tmp_path):
+    config = tmp_path / "layers.yaml"
+    config.write_text(LAYER_CONFIG, encoding="utf-8")
+    out = tmp_path / "out"
+    args = dict(poses_per_model=2, size=SIZE, layers=True, progress=False, sheets=False)
+    build(manifest, out, layer_config=config, **args)
+    names = ["back_hair", "body", "neck", "face", "eyes", "mouth", "brows", "front_hair", "accessory"]
+    with shards.open_shard(out / "shards" / "train-00000.h5") as f:
+        assert list(f["layers/names"].asstr()[:]) == names
+        rest = f["layers/rest"][0]
+        covered = rest[..., 3] > 0
+        assert covered[names.index("eyes")].any() and covered[names.index("brows")].any()
+        assert not covered[names.index("accessory")].any()  # nothing falls back
+        assert np.array_equal(covered.any(axis=0), f["rest"][0, ..., 3] > 0)
+    assert verify(out) == []
+    config.write_text(LAYER_CONFIG.replace("瞳: eyes", "瞳: face"), encoding="utf-8")
+    with pytest.raises(BuildError, match="different config.*layer_config"):
+        build(manifest, out, layer_config=config, **args)
+    with pytest.raises(BuildError, match="needs --layers"):
+        build(manifest, tmp_path / "plain", 4, size=SIZE, layer_config=config, progress=False)
+    config.write_text("layers: [a, a]\n", encoding="utf-8")
+    run = subprocess.run([*CLI, "build", "-m", str(manifest), "-o", str(tmp_path / "bad"), "--poses", "4",
+                          "--layers", "--layer-config", str(config), "-q"], capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and "layers.yaml" in run.stderr, run.stderr

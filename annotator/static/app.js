@@ -7,6 +7,8 @@ const ROLE_LABELS = {
   smile_blink: "Smile blink", smile_wink_left: "Smile wink left", smile_wink_right: "Smile wink right",
 };
 const PANELS = { 0: "system", 1: "brow", 2: "eye", 3: "mouth", 4: "other" };
+const DECIDED = { name: ["N", "named: its name says so"], geometry: ["G", "placed by its geometry"],
+                  override: ["✎", "your override"] };
 const THUMB_CONCURRENCY = 2; // leaves the browser's other connections to the framing preview
 
 const $ = (id) => document.getElementById(id);
@@ -14,6 +16,7 @@ const state = {
   list: [], progress: { done: 0, total: 0 }, currentId: null, shownId: null, detail: null, record: null,
   original: "", morphIndex: 0, generation: 0, thumbHead: null, saving: false,
   preview: { inflight: false, again: false },
+  layers: { open: false, data: null, material: 0 }, // data: the server's suggestions for currentId
   metrics: { firstView: null, keys: 0 }, // firstView: ms from navigation start
 };
 window.annotator = state; // for the browser test and the curious
@@ -117,7 +120,7 @@ function editable(detail) {
     const span = detail.front.y_top - detail.front.y_bottom;
     head = { top: detail.front.y_top - 0.06 * span, bottom: detail.front.y_top - 0.2 * span };
   }
-  return { head, morphs: { ...record.morphs } };
+  return { head, morphs: { ...record.morphs }, layers: { ...record.layers } };
 }
 
 async function openModel(id) {
@@ -143,10 +146,13 @@ async function openModel(id) {
   state.original = JSON.stringify(state.record);
   state.thumbHead = state.record.head;
   state.morphIndex = 0;
+  state.layers.data = null;
+  state.layers.material = 0;
   $("model-name").textContent = detail.model;
   showMessage(detail.error ? loadErrorMessage(detail.error) : null);
   renderEditor();
   renderMorphs();
+  if (state.layers.open) loadLayers(generation);
   if (detail.front) await loadFront(generation);
 }
 
@@ -287,6 +293,7 @@ function renderEditor() {
   renderStatus();
   renderRoles();
   renderLines();
+  renderLayers();
 }
 
 function renderStatus() {
@@ -406,6 +413,102 @@ async function loadThumbnails(generation) {
   await Promise.all(Array.from({ length: THUMB_CONCURRENCY }, worker));
 }
 
+// ---------------------------------------------------------------- layers: per-material overrides
+
+function toggleLayers() {
+  state.layers.open = !state.layers.open;
+  $("layers-panel").hidden = !state.layers.open;
+  if (state.layers.open && !state.layers.data) loadLayers(state.generation);
+}
+
+async function loadLayers(generation) {
+  const id = state.currentId, head = state.thumbHead;
+  const query = head ? `?top=${head.top}&bottom=${head.bottom}` : "";
+  layersMessage("Reading the materials…");
+  try {
+    const data = await api(`/api/models/${id}/layers${query}`);
+    if (generation !== state.generation) return;
+    state.layers.data = data;
+    renderLayers();
+    selectMaterial(state.layers.material);
+  } catch (error) {
+    if (generation === state.generation) layersMessage(error.message);
+  }
+}
+
+function layersMessage(text) {
+  const row = el("tr");
+  row.append(Object.assign(el("td", "layers-message", text), { colSpan: 4 }));
+  $("layers-table").replaceChildren(row);
+  $("material-about").textContent = "";
+  clearImage($("material-image"));
+}
+
+function layerOf(material) {
+  return state.record.layers[material.name] ?? material.layer;
+}
+
+function renderLayers() {
+  const data = state.layers.data;
+  if (!data || !state.record) return;
+  $("layers-table").replaceChildren(...data.materials.map((material) => {
+    const overridden = material.name in state.record.layers;
+    const row = el("tr", `${overridden ? "overridden" : ""}${material.material === state.layers.material ? " current" : ""}`);
+    row.dataset.material = material.material;
+    const select = el("select");
+    select.title = `suggested: ${material.layer}`;
+    select.append(...data.layers.map((layer) => Object.assign(el("option", "", layer), { value: layer })));
+    select.value = layerOf(material);
+    select.addEventListener("change", () => { setLayer(material, select.value); select.blur(); });
+    const [tag, meaning] = DECIDED[overridden ? "override" : material.decided] || ["", ""];
+    const how = el("td", "how", tag);
+    how.title = meaning;
+    const cell = el("td");
+    cell.append(select);
+    row.append(el("td", "index", String(material.material)), el("td", "name", material.name), cell, how);
+    row.title = material.name;
+    row.addEventListener("click", () => selectMaterial(material.material));
+    return row;
+  }));
+  renderAbout();
+}
+
+function setLayer(material, layer) {
+  if (layer === material.layer) delete state.record.layers[material.name];
+  else state.record.layers[material.name] = layer;
+  renderLayers();
+  renderStatus();
+}
+
+// the selected material alone, so a person sees what a name like "mat12" is
+async function selectMaterial(index) {
+  const data = state.layers.data;
+  if (!data?.materials.length) return;
+  state.layers.material = Math.max(0, Math.min(index, data.materials.length - 1));
+  for (const row of $("layers-table").children) {
+    row.classList.toggle("current", Number(row.dataset.material) === state.layers.material);
+  }
+  renderAbout();
+  const generation = state.generation, chosen = state.layers.material;
+  try {
+    const url = await fetchImage(`/api/models/${state.currentId}/materials/${chosen}.png`);
+    if (generation === state.generation && chosen === state.layers.material) await setImage($("material-image"), url);
+    else URL.revokeObjectURL(url);
+  } catch (error) {
+    if (generation === state.generation) toast(error.message, "error");
+  }
+}
+
+function renderAbout() {
+  const material = state.layers.data?.materials[state.layers.material];
+  if (!material) return;
+  const about = $("material-about");
+  const overridden = material.name in state.record.layers;
+  about.replaceChildren(el("b", "", `${material.material} · ${material.name}`),
+    el("div", "", `${overridden ? "your layer" : "suggested"}: ${layerOf(material)}`),
+    el("div", "", overridden ? `suggested ${material.layer} (${material.reason})` : material.reason));
+}
+
 // ---------------------------------------------------------------- decisions and navigation
 
 async function accept() {
@@ -416,7 +519,7 @@ async function accept() {
     toast("This model has no head bounds to confirm; press R to reject it.", "error");
     return;
   }
-  await decide("confirm", { head: state.record.head, morphs: state.record.morphs });
+  await decide("confirm", { head: state.record.head, morphs: state.record.morphs, layers: state.record.layers });
 }
 
 async function reject(reason) {
@@ -490,13 +593,13 @@ const KEYS = {
   ArrowRight: () => selectMorph(state.morphIndex + 1),
   ArrowLeft: () => selectMorph(state.morphIndex - 1),
   ArrowDown: () => step(1), ArrowUp: () => step(-1), n: () => step(1), p: () => step(-1),
-  r: openReject, u: undo, 0: clearRoles,
+  r: openReject, u: undo, 0: clearRoles, l: toggleLayers, L: toggleLayers,
   w: () => nudge("bottom", -1), s: () => nudge("bottom", 1),
   W: () => nudge("top", -1), S: () => nudge("top", 1),
 };
 
 function onKey(event) {
-  if (event.ctrlKey || event.metaKey || event.altKey || event.target === $("reject-reason")) return;
+  if (event.ctrlKey || event.metaKey || event.altKey || event.target.closest?.("input, select")) return;
   const digit = /^[1-7]$/.test(event.key) ? Number(event.key) : 0;
   const action = digit ? () => assignRole(state.detail.roles[digit - 1]) : KEYS[event.key];
   if (!action || !state.detail) return;

@@ -26,6 +26,15 @@ from pipeline.cli import register_user_error
 @click.option("--shard-size", default=1000, show_default=True, type=click.IntRange(min=1),
               help="Samples per shard at most (whole models are kept together when they fit).")
 @click.option("--layers", is_flag=True, help="Also render per-part layer stacks (needs pipeline.layers).")
+@click.option("--layer-config", type=click.Path(exists=True, dir_okay=False),
+              help="YAML or JSON layer configuration (layer names and order, keywords, renames; see "
+                   "annotator/layers.py) for --layers.")
+@click.option("--shading", type=click.Choice(["phong", "toon"]), default="phong", show_default=True,
+              help="Phong (DESIGN.md's lighting) or MMD's toon shading.")
+@click.option("--gpu", "gpus", multiple=True, metavar="N[,N...]",
+              help="EGL device index to render on; repeat it or give a comma list to spread the shards "
+                   "over several GPUs [default: the default device]. Not part of the config: a build may "
+                   "resume on other GPUs.")
 @click.option("--split-fractions", default="0.9,0.05,0.05", show_default=True, metavar="TRAIN,VAL,TEST",
               help="Fractions of groups per split (records with their own split keep it).")
 @click.option("--models-root", type=click.Path(file_okay=False, exists=True),
@@ -35,7 +44,8 @@ from pipeline.cli import register_user_error
 @click.pass_context
 def command(ctx: click.Context, manifest: str, out: str, poses: int | None, poses_per_model: int | None,
             jobs: int, backend: str, scheduler: str | None, seed: int, size: int, shard_size: int,
-            layers: bool, split_fractions: str, models_root: str | None, force: bool, quiet: bool) -> None:
+            layers: bool, layer_config: str | None, shading: str, gpus: tuple[str, ...], split_fractions: str,
+            models_root: str | None, force: bool, quiet: bool) -> None:
     """Render sampled poses of every usable model into sharded HDF5 under --out.
 
     Per model a rest image, per pose an expression image and a posed image. Resumable:
@@ -46,6 +56,7 @@ def command(ctx: click.Context, manifest: str, out: str, poses: int | None, pose
     \b
     mmdsynth build -m manifests/mine.jsonl -o data/ --poses 100000 --jobs 8
     mmdsynth build -m m.jsonl -o data/ --poses 100000 --backend dask --scheduler tcp://host:8786
+    mmdsynth build -m m.jsonl -o data/ --poses 100000 --jobs 8 --gpu 0,1 --shading toon
     """
     from pipeline.build import BuildError, build
     from pipeline.plan import PlanError
@@ -61,7 +72,17 @@ def command(ctx: click.Context, manifest: str, out: str, poses: int | None, pose
     report = build(manifest, out, poses, poses_per_model=poses_per_model, jobs=jobs, backend=backend,
                    scheduler=scheduler, seed=seed, size=size, layers=layers, shard_size=shard_size,
                    fractions=parse_fractions(split_fractions), models_root=models_root, force=force,
-                   progress=not quiet)
+                   progress=not quiet, shading=shading, gpus=parse_gpus(gpus),
+                   layer_config=layer_config)
     click.echo(report.summary())
     if report.failed:
         ctx.exit(1)
+
+
+def parse_gpus(values: tuple[str, ...]) -> list[int]:
+    """``--gpu 0 --gpu 1`` and ``--gpu 0,1`` -> [0, 1]."""
+    try:
+        return [int(item) for value in values for item in value.split(",") if item.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{', '.join(values)}: give EGL device numbers, e.g. 0 or 0,1",
+                                 param_hint="--gpu") from None
