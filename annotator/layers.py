@@ -2,8 +2,22 @@
 
 The default layers, in draw order (back to front)::
 
-    back_hair, body, clothes, neck, face, eye_white, iris, eyelash_brow, mouth,
+    back_hair, neck, body, clothes, face, eye_white, iris, eyelash_brow, mouth,
     front_hair, accessory
+
+The order is measured: pipeline.layers' composite error (mean / p99 over covered pixels,
+0-255) at 128 px over 10 poses (rest, each wink, blink, mouth open, 5 rotations with
+morphs), per model the average over poses. The neck goes under the body, as in Live2D
+rigs where the collar covers the neck: demo 1.19 / 46.7 -> 0.15 / 0.0 (the old order drew
+the neck over the collar); Appearance Miku 8.49 / 78.3, miku_v2 24.76 / 159.9, mokou 4.72 /
+88.6, gumi 18.83 / 164.7 unchanged (no neck layer); consistency 0 on the demo. Rejected:
+face under clothes (mean over models 9.91 vs 11.39, all of it gumi, whose "face" is all its
+skin; worse p99 on gumi 198.5 and mean on mokou 4.83); clothes under body (Appearance Miku
+13.15); eyelash_brow under the eyes (demo 1.76, closed lids hidden); mouth anywhere below
+eyelash_brow (no change). Eyelids (まぶた, 瞼, eyelid) are eyelash_brow: the closed lid must
+cover the eye layers, so a model whose lids are their own material composites a wink
+cleanly (the demo in the old order, worst pose: mean 4.48 -> 1.27, p99 170 -> 49 when its
+lids left the face material).
 
 A material's layer is decided, strongest first, by
 
@@ -52,7 +66,7 @@ import yaml
 from annotator.head import HEAD_BONE, NECK_BONE, NotACharacter, bone_weight, descendants, suggest_head_bounds
 from renderer.model import Model
 
-LAYERS = ("back_hair", "body", "clothes", "neck", "face", "eye_white", "iris", "eyelash_brow", "mouth",
+LAYERS = ("back_hair", "neck", "body", "clothes", "face", "eye_white", "iris", "eyelash_brow", "mouth",
           "front_hair", "accessory")
 HAIR = "hair"  # a keyword target meaning "hair; geometry decides front or back"
 SKIN = "skin"  # a keyword target meaning "skin; geometry decides face or body"
@@ -88,7 +102,7 @@ PARTS = (  # Live2D part IDs (regex, case-insensitive search) -> layer; first ma
     (r"hair.*back|back.*hair|後ろ?髪", "back_hair"),
     (r"hair.*(front|side|bang)|(front|side|bang).*hair|bangs|前髪|横髪", "front_hair"),
     (r"eye.*white|white.*eye|sclera|白目", "eye_white"),
-    (r"brow|lash|眉|まつ", "eyelash_brow"),
+    (r"brow|lash|eyelid|眉|まつ|まぶた|瞼", "eyelash_brow"),  # lids close over the eyes
     (r"eyeball|iris|pupil|hitomi|eye|瞳|目", "iris"),
     (r"mouth|lip|teeth|tongue|口", "mouth"),
     (r"face|cheek|nose|head|顔", "face"),

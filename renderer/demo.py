@@ -7,7 +7,9 @@ Every shape is a parametric grid evaluated with numpy; facial decals (eyes, brow
 mouth, eyelids) are projected onto the analytic face surface so that they sit a fixed
 small distance in front of the skin. The iris is the one textured material: pupil and
 highlights are painted into ``iris.png`` so that each layer of a layer stack holds one
-part of the eye (白目 the whites, 瞳 the whole iris, まつげ only the lashes).
+part of the eye (白目 the whites, 瞳 the whole iris, まつげ only the lashes). The eyelids
+are their own material まぶた, after the lashes: skin that closes over the eyes in the eye
+morphs, so a layer stack can put it above the eye layers (in the face it would lie under them).
 """
 from __future__ import annotations
 
@@ -52,6 +54,7 @@ MATERIALS = [  # name, English name, diffuse RGB, double-sided
     ("口", "mouth", (0.42, 0.10, 0.14), False),
     ("眉", "eyebrow", (0.24, 0.34, 0.36), False),
     ("まつげ", "eyelash", (0.10, 0.08, 0.10), False),
+    ("まぶた", "eyelid", (0.99, 0.88, 0.80), True),  # the face's skin, a shade apart to stay distinct
     ("前髪", "front_hair", (0.24, 0.74, 0.74), True),
 ]
 
@@ -374,9 +377,9 @@ def _lid_bands() -> list[_LidBand]:
     bq = np.linspace(0.15, 1.0, 12)[:, None]
     lower_width = 0.025 * np.sqrt(np.clip(1 - ((bq - 0.575) / 0.425) ** 2, 0.05, 1.0))
     return [
-        _LidBand("顔", "lid", q, top - fold * rows,
+        _LidBand("まぶた", "lid", q, top - fold * rows,
                  lambda m: (1 - rows) * top + rows * np.minimum(m - 0.03, top - 0.01)),
-        _LidBand("顔", "lid", q, bottom + fold * rows,
+        _LidBand("まぶた", "lid", q, bottom + fold * rows,
                  lambda m: (1 - rows) * bottom + rows * np.maximum(m + 0.03, bottom + 0.01)),
         _LidBand("まつげ", "lash", lq, lash_top + rows * lash_width, lambda m: m - 0.025 + rows * 0.05),
         _LidBand("まつげ", "lash", bq, _eye_bottom(bq) - 0.02 + rows * lower_width,
@@ -392,7 +395,7 @@ def _lid_parts(side: int) -> list[_Part]:
         part = _decal(band.material, x, band.rest, band.layer)
         closed = {smile: _on_face(x, np.broadcast_to(band.closed(_closed_line(band.q, smile)), x.shape), band.layer)
                   for smile in (False, True)}
-        if band.material == "顔":  # shade the stretched lid like the skin it covers
+        if band.material == "まぶた":  # shade the stretched lid like the skin it covers
             part.normals = closed[False][1].reshape(-1, 3)
         for name, (_en, eyes, smile) in EYE_MORPHS.items():
             if side in eyes:

@@ -11,7 +11,8 @@ from renderer.demo import DEMO_HEAD, IRIS_TEXTURE, demo_model, iris_texture, wri
 from renderer.model import Deform, MaterialFlag, Model
 
 MATERIALS = [("後髪", "back_hair"), ("体", "body"), ("首", "neck"), ("顔", "face"), ("白目", "eye_white"),
-             ("瞳", "iris"), ("口", "mouth"), ("眉", "eyebrow"), ("まつげ", "eyelash"), ("前髪", "front_hair")]
+             ("瞳", "iris"), ("口", "mouth"), ("眉", "eyebrow"), ("まつげ", "eyelash"), ("まぶた", "eyelid"),
+             ("前髪", "front_hair")]
 BONES = ["全ての親", "センター", "上半身", "首", "頭", "左目", "右目"]
 # morph -> (sides it closes: +1 = character's left = +x, smile-shaped lid)
 EYE_MORPHS = {"まばたき": ((1, -1), False), "笑い": ((1, -1), True), "ウィンク": ((1,), True),
@@ -118,7 +119,7 @@ def test_skinning(model):
     assert np.all(v.bone_weights[~used] == 0) and v.bone_indices.max() < len(bones)
     assert {Deform.BDEF1, Deform.BDEF2, Deform.SDEF} <= set(np.unique(v.deform).tolist())
     first = v.bone_indices[:, 0]
-    rigid = {"後髪": "頭", "前髪": "頭", "顔": "頭", "眉": "頭", "口": "頭", "体": "上半身"}
+    rigid = {"後髪": "頭", "前髪": "頭", "顔": "頭", "眉": "頭", "口": "頭", "まぶた": "頭", "体": "上半身"}
     for material, bone in rigid.items():
         assert np.all(first[material_vertices(model, material)] == bones.find(bone)), material
     iris = material_vertices(model, "瞳")
