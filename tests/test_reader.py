@@ -1,21 +1,27 @@
 """The reader trainers use: map-style values, batches, pickling, streaming partitions, resume, errors."""
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import pickle
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from pipeline.reader import Dataset, StreamingDataset, to_chw
+import pipeline.shards
+from pipeline.reader import Dataset, StreamingDataset, _chunk_grid, to_chw
 from pipeline.shards import FORMAT_VERSION, DatasetError, ShardWriter, shard_path, write_index
 
 SIZE = 16
 TRAIN_SHARDS = (7, 5, 9)  # samples per shard: uneven on purpose
 LAYERS = ["body", "hair"]
 ALL_FIELDS = ("rest", "expression", "posed", "pose", "model_index")
+# Per train shard: None keeps the writer's Blosc (decoded by the reader itself); gzip and
+# no filter at all are read through h5py.
+MIXED_CODECS = (None, {"compression": "gzip", "compression_opts": 4}, {})
 
 
 def tagged(ids: np.ndarray, tag: int, layers: int = 0) -> np.ndarray:
@@ -29,16 +35,27 @@ def tagged(ids: np.ndarray, tag: int, layers: int = 0) -> np.ndarray:
     return out
 
 
-def build_dataset(root: Path, layers: bool = False) -> Path:
-    """Train shards of 7, 5 and 9 samples and one val shard; sample ids are global and unique."""
+@contextlib.contextmanager
+def image_filters(options: dict | None) -> Iterator[None]:
+    """The shard writer's image filters replaced by ``options`` (None: left alone)."""
+    with pytest.MonkeyPatch.context() as patch:
+        if options is not None:
+            patch.setattr(pipeline.shards, "compression", lambda: options)
+        yield
+
+
+def build_dataset(root: Path, layers: bool = False, codecs: Sequence[dict | None] = ()) -> Path:
+    """Train shards of 7, 5 and 9 samples and one val shard; sample ids are global and unique.
+    ``codecs[k]``, when given and not None, replaces the image filters of train shard k."""
     n_layers = len(LAYERS) if layers else 0
     entries, next_id, next_model = [], 0, 0
     for split, counts in (("train", TRAIN_SHARDS), ("val", (4,))):
         for k, n in enumerate(counts):
             path, models = shard_path(root, split, k), 2 + k % 2
             model_ids = np.arange(models) + next_model
-            with ShardWriter(path, size=SIZE, models=models, samples=n, split=split, config={},
-                             layers=LAYERS if layers else None) as writer:
+            codec = codecs[k] if split == "train" and k < len(codecs) else None
+            with image_filters(codec), ShardWriter(path, size=SIZE, models=models, samples=n, split=split,
+                                                   config={}, layers=LAYERS if layers else None) as writer:
                 for m, model_id in enumerate(model_ids):
                     writer.add_model(m, f"m{model_id}.pmx", "0" * 64, "{}", tagged([model_id], 1)[0],
                                      tagged([model_id], 4, n_layers)[0] if layers else None)
@@ -111,6 +128,75 @@ def test_batch_in_the_order_asked(root):
         ds.get_batch([0, 21])
 
 
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory) -> Path:
+    return build_dataset(tmp_path_factory.mktemp("mixed") / "ds", layers=True, codecs=MIXED_CODECS)
+
+
+def stack(samples: list[dict]) -> dict[str, np.ndarray]:
+    return {name: np.stack([sample[name] for sample in samples]) for name in samples[0]}
+
+
+def stacked(ds: Dataset, indices: Sequence[int]) -> dict[str, np.ndarray]:
+    """Single-item reads (h5py's own decoding), stacked: the reference for batches."""
+    return stack([ds[int(i)] for i in indices])
+
+
+def test_shards_decoded_by_the_reader_and_by_h5py(mixed):
+    """What the batch test below covers: Blosc images take the direct-chunk path, the rest h5py."""
+    grids = []
+    for k in range(len(TRAIN_SHARDS)):
+        with h5py.File(shard_path(mixed, "train", k), "r") as f:
+            grids.append([_chunk_grid(f[name]) for name in ("posed", "rest", "layers/posed", "pose")])
+    assert grids == [[(), (), (len(LAYERS),), None], [None] * 4, [None] * 4]
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_batches_equal_single_reads(mixed, threads):
+    fields = (*ALL_FIELDS, "layers/rest", "layers/posed")
+    ds = Dataset(mixed, fields=fields, threads=threads)
+    rng = np.random.default_rng(threads)
+    for size in (1, 5, 21, 40):  # 40: every sample, some twice; the rest images are shared
+        indices = rng.integers(-len(ds), len(ds), size)
+        assert_same(ds.get_batch(indices), stacked(ds, indices))
+        assert_same(stack(ds.get_samples(indices)), stacked(ds, indices))
+    ds.close()
+
+
+def test_unwritten_and_incompressible_rows(tmp_path):
+    """A shard never finished keeps its planned rows, whose chunks have no storage (zeros);
+    an image Blosc cannot shrink is stored unfiltered (HDF5 skips the optional filter)."""
+    path = shard_path(tmp_path, "train", 0)
+    noise = np.random.default_rng(0).integers(0, 256, (1, SIZE, SIZE, 4), dtype=np.uint8)
+    with ShardWriter(path, size=SIZE, models=1, samples=4, split="train", config={}) as writer:
+        writer.add_model(0, "m.pmx", "0" * 64, "{}", tagged([0], 1)[0])
+        writer.add_samples(0, np.zeros((2, 6)), [0, 0], [0, 1], tagged([0, 1], 2),
+                           np.concatenate([tagged([0], 3), noise]))
+    write_index(tmp_path, {"format_version": FORMAT_VERSION, "shards": [
+        {"file": str(path.relative_to(tmp_path)), "split": "train", "samples": 4, "models": 1}]})
+    with h5py.File(path, "r") as f:
+        assert [f["posed"].id.read_direct_chunk((row, 0, 0, 0))[0] for row in (0, 1)] == [0, 1]  # 1: unfiltered
+    ds = Dataset(tmp_path, fields=("posed", "expression"), threads=2)
+    batch = ds.get_batch([3, 1, 2, 0])
+    assert_same(batch, stacked(ds, [3, 1, 2, 0]))
+    np.testing.assert_array_equal(batch["posed"], [np.zeros_like(noise[0]), noise[0], np.zeros_like(noise[0]),
+                                                   tagged([0], 3)[0]])
+
+
+def test_damaged_chunk_names_the_file(tmp_path):
+    root = build_dataset(tmp_path / "ds")
+    path = shard_path(root, "train", 1)
+    with h5py.File(path, "r") as f:
+        offset = f["posed"].id.get_chunk_info_by_coord((2, 0, 0, 0)).byte_offset
+    with open(path, "r+b") as f:  # the Blosc header's decoded size (bytes 4..8) now lies
+        f.seek(offset + 4)
+        f.write((123).to_bytes(4, "little"))
+    ds = Dataset(root, fields=("posed",))
+    assert_same(ds.get_batch([7, 8, 10]), stacked(ds, [7, 8, 10]))  # rows 0, 1, 3 of that shard
+    with pytest.raises(DatasetError, match=r"train-00001\.h5: posed\[2\]: damaged Blosc chunk"):
+        ds.get_batch([3, 9])
+
+
 def test_layer_fields(layered):
     fields = ("layers/rest", "layers/expression", "layers/posed", "posed")
     ds = Dataset(layered, fields=fields)
@@ -132,25 +218,34 @@ def test_to_chw(root):
 
 
 def test_pickles_without_handles_and_reopens(root):
-    ds = Dataset(root, transform=to_chw())
-    first = ds[4]
-    assert ds._files  # a handle is open now
+    ds = Dataset(root, transform=to_chw(), threads=2)
+    first, batch = ds[4], ds.get_batch([4, 20])
+    assert ds._files and ds._pool  # handles and decoding threads exist now
     copy = pickle.loads(pickle.dumps(ds))
-    assert not copy._files
+    assert not copy._files and copy._pool is None
     assert_same(copy[4], first)
+    assert_same(copy.get_batch([4, 20]), batch)
 
 
 def _read_in_child(ds: Dataset, index: int) -> dict:
     return ds[index]
 
 
-def test_fork_after_use_reopens_in_the_child(root):
-    ds = Dataset(root, fields=ALL_FIELDS)
-    ds[0]  # the parent holds open files across the fork
+def _batch_in_child(ds: Dataset, indices: list[int]) -> dict:
+    return ds.get_batch(indices)
+
+
+@pytest.mark.parametrize("threads", [1, 2])  # 1: Blosc decodes in the calling thread
+def test_fork_after_use_reopens_in_the_child(root, threads):
+    ds = Dataset(root, fields=ALL_FIELDS, threads=threads)
+    ds[0]  # the parent holds open files and a decoding pool across the fork
+    expected = ds.get_batch([20, 0, 9])
     with multiprocessing.get_context("fork").Pool(1) as pool:
         results = pool.starmap(_read_in_child, [(ds, i) for i in (0, 9, 20)])
+        batch = pool.apply(_batch_in_child, (ds, [20, 0, 9]))
     for i, sample in zip((0, 9, 20), results):
         assert_same(sample, direct(root, "train", i))
+    assert_same(batch, expected)
 
 
 def ids_of(stream, worker_id=0, num_workers=1) -> list[int]:
