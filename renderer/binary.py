@@ -94,9 +94,12 @@ class Cursor:
         return self.decode(self.take(size, what), encoding, what)
 
     def fixed_text(self, size: int, what: str) -> str:
+        """A PMD fixed-width Shift-JIS field read from the file."""
+        return self.fixed_field(self.take(size, what), what)
+
+    def fixed_field(self, raw: bytes, what: str) -> str:
         """A PMD fixed-width Shift-JIS field: ends at the first NUL; 0xFD padding is dropped."""
-        raw = self.take(size, what).split(b"\0", 1)[0].rstrip(b"\xfd")
-        return self.decode(raw, "cp932", what)
+        return self.decode(raw.split(b"\0", 1)[0].rstrip(b"\xfd"), "cp932", what)
 
     def decode(self, raw: bytes, encoding: str, what: str) -> str:
         """Undecodable names are kept (with U+FFFD) and reported, not fatal."""

@@ -211,12 +211,18 @@ def _add_bone_morph(state: MorphState, morph: Morph, weight: float) -> None:
         state.bone_rotations[bone] = quat_multiply(state.bone_rotations.get(bone, IDENTITY), rotation)
 
 
+def morph_index(model: Model, name: str) -> int:
+    """Index of the first morph with exactly this name; a missing one is a ModelError."""
+    index = model.find_morph(name)
+    if index < 0:
+        raise ModelError(model.path, f"no morph named {name!r}")
+    return index
+
+
 def name_weights(model: Model, weights_by_name: Mapping[str, float]) -> dict[int, float]:
     """Morph names -> morph indices (first morph with the exact name), weights summed."""
     weights: dict[int, float] = {}
     for name, weight in weights_by_name.items():
-        index = model.find_morph(name)
-        if index < 0:
-            raise ModelError(model.path, f"no morph named {name!r}")
+        index = morph_index(model, name)
         weights[index] = weights.get(index, 0.0) + float(weight)
     return weights

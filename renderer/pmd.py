@@ -14,7 +14,7 @@ import numpy as np
 from renderer.binary import Cursor, check_range, file_boundary
 from renderer.model import BoneFlag, Bones, Deform, IKChain, IKLink, Materials, MaterialFlag, Model, Morph, \
     MorphKind, Vertices
-from renderer.pmx import FLIP_Z, mirror_euler_limits
+from renderer.pmx import FLIP_Z, WINDING, mirror_euler_limits
 
 MAGIC = b"Pmd"
 NONE16 = 0xFFFF
@@ -56,19 +56,12 @@ class _PmdParser:
     def __init__(self, cursor: Cursor):
         self.c = cursor
 
-    def name(self, raw: bytes, what: str) -> str:
-        """Fixed-width field: text up to the first NUL; 0xFD padding dropped."""
-        return self.c.decode(raw.split(b"\0", 1)[0].rstrip(b"\xfd"), "cp932", what)
-
-    def field(self, size: int, what: str) -> str:
-        return self.name(self.c.take(size, what), what)
-
     def parse(self) -> Model:
         c = self.c
         if c.take(3, "magic") != MAGIC:
             raise c.error("not a PMD file (bad magic)")
         (version,) = c.unpack("f", "version")
-        name, comment = self.field(20, "model name"), self.field(256, "comment")
+        name, comment = self.c.fixed_text(20, "model name"), self.c.fixed_text(256, "comment")
         raw_vertices = c.array(VERTEX, self.count("vertex", VERTEX.itemsize), "vertices")
         if not len(raw_vertices):
             raise c.error("no vertices: not a character model")
@@ -88,7 +81,7 @@ class _PmdParser:
         if c.remaining and c.u8("English names flag"):
             model_en = self._english(bones, morphs, frames)
         if c.remaining:
-            toons = [self.field(100, "toon name") for _ in range(10)]
+            toons = [self.c.fixed_text(100, "toon name") for _ in range(10)]
         rigid_count = joint_count = 0
         if c.remaining:
             rigid_count = self._skip_records("rigid body", RIGID_BODY_SIZE)
@@ -96,7 +89,7 @@ class _PmdParser:
         bones.ik = ik
         return Model(name=name, name_en=model_en[0], comment=comment,
                      format="pmd", version=round(float(version), 3), vertices=_vertices(raw_vertices),
-                     indices=flat.reshape(-1, 3)[:, [0, 2, 1]].astype(np.uint32),
+                     indices=flat.reshape(-1, 3)[:, WINDING].astype(np.uint32),
                      materials=self._materials(raw_materials, toons, len(flat)), bones=bones, morphs=morphs,
                      textures=[], rigid_body_count=rigid_count, joint_count=joint_count, warnings=c.warnings)
 
@@ -123,7 +116,7 @@ class _PmdParser:
         if counts.sum() > index_total or np.any(counts % 3):
             raise c.error(f"material index counts (total {int(counts.sum())}) exceed the {index_total} "
                           f"face indices or are not multiples of 3")
-        fields = [split_texture_field(self.name(t, "texture name")) for t in raw["texture"]]
+        fields = [split_texture_field(self.c.fixed_field(t, "texture name")) for t in raw["texture"]]
         toon = [None if t >= len(toons) or not toons[t] else toons[t] for t in raw["toon"].tolist()]
         diffuse = raw["diffuse"].astype(np.float32)
         shadow = np.where(np.isclose(diffuse[:, 3], 0.98), 0,
@@ -170,7 +163,7 @@ class _PmdParser:
         fixed_axis = np.where(twist[:, None] & (length > 0), axis / np.where(length > 0, length, 1), 0)
         flags |= np.where(twist, BoneFlag.FIXED_AXIS, 0)
         zeros = np.zeros((n, 3), np.float32)
-        return Bones(names=[self.name(r, "bone name") for r in raw["name"]], names_en=[""] * n,
+        return Bones(names=[self.c.fixed_field(r, "bone name") for r in raw["name"]], names_en=[""] * n,
                      positions=positions, parent=parent.astype(np.int32), transform_level=np.zeros(n, np.int32),
                      flags=flags.astype(np.uint16), tail_index=tail.astype(np.int32), tail_offset=zeros,
                      append_parent=append_parent.astype(np.int32), append_ratio=append_ratio.astype(np.float32),
@@ -199,7 +192,7 @@ class _PmdParser:
         morphs: list[Morph] = []
         base = np.zeros(0, np.int64)
         for i in range(self.count("skin", 25, "H")):
-            name = self.field(20, "skin name")
+            name = self.c.fixed_text(20, "skin name")
             count, panel = c.unpack("IB", "skin header")
             raw = c.array(SKIN_OFFSET, self.fits(count, SKIN_OFFSET.itemsize, f"skin {name!r} offset"), f"skin {name!r}")
             index = raw["index"].astype(np.int64)
@@ -227,10 +220,10 @@ class _PmdParser:
         return frames
 
     def _english(self, bones: Bones, morphs: list[Morph], frames: int) -> tuple[str, str]:
-        name_en, comment_en = self.field(20, "English model name"), self.field(256, "English comment")
-        bones.names_en = [self.field(20, "English bone name") for _ in bones.names]
+        name_en, comment_en = self.c.fixed_text(20, "English model name"), self.c.fixed_text(256, "English comment")
+        bones.names_en = [self.c.fixed_text(20, "English bone name") for _ in bones.names]
         for morph in morphs[1:]:
-            morph.name_en = self.field(20, "English skin name")
+            morph.name_en = self.c.fixed_text(20, "English skin name")
         self.c.skip(50 * frames, "English display frame names")
         return name_en, comment_en
 

@@ -57,6 +57,22 @@ def mirror_euler_limits(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, 
     return np.where(sign < 0, -high, low), np.where(sign < 0, -low, high)
 
 
+def index_dtype(kind: str, size: int) -> np.dtype:
+    """Vertex indices are unsigned below 4 bytes; all others are signed (-1 = none)."""
+    return np.dtype(f"<{'u' if kind == 'vertex' and size < 4 else 'i'}{size}")
+
+
+def vertex_dtype(deform: Deform, extra_uv: int, bone_index: np.dtype) -> np.dtype:
+    """One vertex record of ``deform`` type, as stored in the file (reader and writer share it)."""
+    slots, weights, sdef = DEFORM_LAYOUT[deform]
+    fields = [("pos", "<f4", 3), ("normal", "<f4", 3), ("uv", "<f4", 2)]
+    fields += [("extra", "<f4", (extra_uv, 4))] if extra_uv else []
+    fields += [("deform", "u1"), ("bones", bone_index, slots)]
+    fields += [("weights", "<f4", weights)] if weights else []
+    fields += [("sdef", "<f4", (3, 3))] if sdef else []
+    return np.dtype(fields + [("edge", "<f4")])
+
+
 def read_pmx(data: bytes, path: str | None = None) -> Model:
     """Parse a whole PMX file; raises ModelError naming ``path`` for anything malformed."""
     with file_boundary(path):
@@ -123,9 +139,7 @@ class _PmxReader:
         return self.cur.text(self.encoding, what)
 
     def dtype(self, kind: str) -> np.dtype:
-        """Vertex indices are unsigned below 4 bytes; all others are signed (-1 = none)."""
-        size = self.sizes[kind]
-        return np.dtype(f"<{'u' if kind == 'vertex' and size < 4 else 'i'}{size}")
+        return index_dtype(kind, self.sizes[kind])
 
     def _names(self, what: str) -> tuple[str, str]:
         return self.text(f"{what} name"), self.text(f"{what} English name")
@@ -138,18 +152,9 @@ class _PmxReader:
 
     # ------------------------------------------------------------ vertices and faces
 
-    def _vertex_dtype(self, deform: Deform) -> np.dtype:
-        slots, weights, sdef = DEFORM_LAYOUT[deform]
-        fields = [("pos", "<f4", 3), ("normal", "<f4", 3), ("uv", "<f4", 2)]
-        fields += [("extra", "<f4", (self.extra_uv, 4))] if self.extra_uv else []
-        fields += [("deform", "u1"), ("bones", self.dtype("bone"), slots)]
-        fields += [("weights", "<f4", weights)] if weights else []
-        fields += [("sdef", "<f4", (3, 3))] if sdef else []
-        return np.dtype(fields + [("edge", "<f4")])
-
     def _vertices(self) -> Vertices:
         cur = self.cur
-        dtypes = {d: self._vertex_dtype(d) for d in DEFORM_LAYOUT}
+        dtypes = {d: vertex_dtype(d, self.extra_uv, self.dtype("bone")) for d in DEFORM_LAYOUT}
         count = cur.count("vertex", min(dt.itemsize for dt in dtypes.values()))
         record_size = np.zeros(256, np.int64)
         for d, dt in dtypes.items():

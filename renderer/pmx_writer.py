@@ -19,11 +19,11 @@ import numpy as np
 
 from renderer.errors import ModelError
 from renderer.model import BoneFlag, Bones, Deform, MaterialFlag, Materials, Model, Morph, MorphKind, Vertices
-from renderer.pmx import DEFORM_LAYOUT, FLIP_Z, MORPH_MIRROR, mirror_euler_limits
+from renderer.pmx import (DEFORM_LAYOUT, FLIP_Z, MORPH_MIRROR, WINDING, index_dtype, mirror_euler_limits,
+                          vertex_dtype)
 
 # The mirror between MMD's frame and ours is its own inverse, so the reader's tables
 # (FLIP_Z, MORPH_MIRROR, mirror_euler_limits) and its triangle reversal serve both ways.
-_WINDING = [0, 2, 1]
 ENCODINGS = {"utf-16-le": 0, "utf-8": 1}
 _PMX21_FLAGS = MaterialFlag.VERTEX_COLOR | MaterialFlag.POINT | MaterialFlag.LINE
 _SHARED_TOON = re.compile(r"toon(\d\d)\.bmp", re.IGNORECASE)
@@ -47,10 +47,7 @@ class IndexSizes:
                    index_size(bones), index_size(morphs), index_size(rigids))
 
     def dtype(self, kind: str) -> np.dtype:
-        """Vertex indices are unsigned below 4 bytes; all others are signed (-1 = none)."""
-        size = getattr(self, kind)
-        unsigned = kind == "vertex" and size < 4
-        return np.dtype(f"<{'u' if unsigned else 'i'}{size}")
+        return index_dtype(kind, getattr(self, kind))
 
     def pack(self, kind: str, value: int) -> bytes:
         return np.array(value, self.dtype(kind)).tobytes()
@@ -173,14 +170,8 @@ class _PmxEncoder:
 
     def _vertex_records(self, v: Vertices, deform: Deform, extra: int) -> np.ndarray:
         slots, weights, sdef = DEFORM_LAYOUT[deform]
-        fields = [("pos", "<f4", 3), ("normal", "<f4", 3), ("uv", "<f4", 2)]
-        fields += [("extra", "<f4", (extra, 4))] if extra else []
-        fields += [("deform", "u1"), ("bones", self.sizes.dtype("bone"), slots)]
-        fields += [("weights", "<f4", weights)] if weights else []
-        fields += [("sdef", "<f4", (3, 3))] if sdef else []
-        fields += [("edge", "<f4")]
         rows = np.flatnonzero(v.deform == deform)
-        rec = np.empty(len(rows), np.dtype(fields))
+        rec = np.empty(len(rows), vertex_dtype(deform, extra, self.sizes.dtype("bone")))
         rec["pos"] = v.positions[rows] * FLIP_Z
         rec["normal"] = v.normals[rows] * FLIP_Z
         rec["uv"] = v.uv[rows]
@@ -197,7 +188,7 @@ class _PmxEncoder:
 
     def _faces(self, indices: np.ndarray, vertex_count: int) -> bytes:
         _check_range("face vertex index", indices, vertex_count)
-        flat = np.asarray(indices)[:, _WINDING].astype(self.sizes.dtype("vertex")).ravel()
+        flat = np.asarray(indices)[:, WINDING].astype(self.sizes.dtype("vertex")).ravel()
         return _count(flat) + flat.tobytes()
 
     def _materials(self, m: Materials, index_total: int) -> bytes:

@@ -19,7 +19,7 @@ from renderer.context import get_context
 from renderer.errors import ModelError
 from renderer.framing import Camera, fit_depth, head_camera, model_bounds
 from renderer.model import MaterialFlag, Model
-from renderer.morphs import MorphEvaluator, name_weights
+from renderer.morphs import MorphEvaluator, morph_index, name_weights
 from renderer.shading import TABLE_WIDTH, MaterialMaps, TextureCache, material_table
 from renderer.skeleton import Skeleton, head_pose_rotations
 from renderer.textures import load_texture, shared_toon
@@ -369,9 +369,7 @@ def _bind_morphs(model: Model, binding: MorphBinding) -> list[tuple[int, tuple[i
     for channel, name in enumerate((binding.eye_left, binding.eye_right, binding.mouth)):
         if name is None:
             continue
-        index = model.find_morph(name)
-        if index < 0:
-            raise ModelError(model.path, f"no morph named {name!r}")
+        index = morph_index(model, name)
         channels[index] = channels.get(index, ()) + (channel,)
     return list(channels.items())
 

@@ -7,7 +7,6 @@ cylinders bound to an MMD-style skeleton, in the project frame of
 """
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -578,13 +577,13 @@ def write_feature_files(directory: str | Path, *, large_vertices: int = 45_000) 
         "empty": directory / "empty.pmx", "truncated": directory / "truncated.pmx",
         "bad_magic": directory / "bad_magic.pmx",
     }
-    write_pmx(feature_model(2.1), files["feature"])
+    feature = feature_model(2.1)
+    write_pmx(feature, files["feature"])
     write_pmx(feature_model(2.0), files["feature_20"])
     write_pmx(large_model(large_vertices), files["large"])
     write_pmx(prop_model(), files["prop"], encoding="utf-8")
-    missing = copy.deepcopy(feature_model(2.1))
-    missing.materials.texture[1] = "存在しない/ない.png"
-    write_pmx(missing, files["missing_texture"])
+    feature.materials.texture[1] = "存在しない/ない.png"  # now the missing_texture variant
+    write_pmx(feature, files["missing_texture"])
     _write_sjis_texture_model(files["sjis_texture"].parent)
     files["empty"].write_bytes(b"")
     data = files["feature"].read_bytes()
