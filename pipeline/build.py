@@ -270,7 +270,7 @@ def _complete(out: Path, shard: ShardPlan, config: dict[str, Any], seconds: dict
     name = _relative(out, shard)
     try:
         with shards.open_shard(out / name) as f:
-            if f.attrs.get("config") != _config_text(config):
+            if f.attrs.get("config") != shards.config_text(config):
                 return None
             present = list(f["models/name"].asstr()[:])
             samples = len(f["sample_id"])
@@ -280,11 +280,6 @@ def _complete(out: Path, shard: ShardPlan, config: dict[str, Any], seconds: dict
         return None
     return ShardResult(file=name, split=shard.split, samples=samples, models=len(present), failed=[],
                        seconds=float(seconds.get(name, 0.0)))
-
-
-def _config_text(config: dict[str, Any]) -> str:
-    """The config exactly as ShardWriter stores it in a shard's attributes."""
-    return json.dumps(config, sort_keys=True)
 
 
 def split_counts(results: list[ShardResult]) -> dict[str, int]:

@@ -28,11 +28,11 @@ import numpy as np
 from h5py import h5s
 from numcodecs import blosc
 
-from pipeline.shards import FIELDS, IMAGE_FIELDS, INDEX_NAME, LAYER_FIELDS, DatasetError, open_shard, read_index
+from pipeline.shards import (FIELDS, IMAGE_FIELDS, INDEX_NAME, LAYER_FIELDS, PER_MODEL_FIELDS, DatasetError,
+                             open_shard, read_index)
 
 DEFAULT_FIELDS = ("rest", "expression", "posed", "pose")
 SMALL_FIELDS = ("pose", "model_index", "sample_id")
-PER_MODEL = {"rest": "rest", "layers/rest": "layers/rest"}  # field -> per-model dataset
 Sample = dict[str, np.ndarray]
 # Per dataset: a few 256 x 256 RGBA chunks, so the rest images of a shard's models,
 # which samples share, stay decoded; other images are each read once per epoch.
@@ -164,7 +164,7 @@ class Dataset:
     def _empty(self, n: int) -> Sample:
         batch = {}
         for name in (*self.fields, "sample_id"):
-            source = self._dataset(0, PER_MODEL.get(name, name))
+            source = self._dataset(0, name)
             batch[name] = np.empty((n, *source.shape[1:]), dtype=source.dtype)
         return batch
 
@@ -209,8 +209,8 @@ class Dataset:
         model_index. (None, rows) for the small per-sample arrays kept in memory."""
         if name in SMALL_FIELDS:
             return None, rows
-        if name in PER_MODEL:
-            return PER_MODEL[name], self._small(shard, "model_index")[rows]
+        if name in PER_MODEL_FIELDS:
+            return name, self._small(shard, "model_index")[rows]
         return name, rows
 
     def _small(self, shard: int, name: str) -> np.ndarray:

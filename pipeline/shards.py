@@ -60,6 +60,11 @@ def generator_version() -> str:
         return "0+unknown"
 
 
+def config_text(config: dict) -> str:
+    """A build config as a shard's ``config`` attribute stores it (what a resume compares)."""
+    return json.dumps(config, sort_keys=True)
+
+
 def shard_path(root: str | os.PathLike, split: str, k: int) -> Path:
     """``DIR/shards/{split}-{k:05d}.h5``: the one place shard names are made."""
     return Path(root) / SHARDS_DIR / f"{split}-{k:05d}.h5"
@@ -116,7 +121,7 @@ class ShardWriter:
     def _create(self) -> None:
         f, h, w = self.file, self.height, self.width
         f.attrs.update(format_version=FORMAT_VERSION, generator_version=generator_version(),
-                       split=self.split, config=json.dumps(self.config, sort_keys=True))
+                       split=self.split, config=config_text(self.config))
         _images(f, "rest", (self.models,), h, w)
         _images(f, "expression", (self.samples,), h, w)
         _images(f, "posed", (self.samples,), h, w)

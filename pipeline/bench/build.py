@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.bench import SHARED_MODELS
+
 KHUNGURN_IMAGES = 1_007_881
 KHUNGURN_HOURS = 16.0
-SHARED_MODELS = Path(os.environ.get("MMDSYNTH_SHARED_MODELS",
-                                    Path(__file__).resolve().parents[2].parent / "shared" / "models"))
 SHARED_MANIFEST = Path(__file__).resolve().parents[2] / "manifests" / "shared_models.jsonl"
 # (file under SHARED_MODELS) for the bounding-box fallback when no shared manifest exists
 SHARED_FILES = ("mmd_default/miku_v2.pmd", "mokou/mokou_A.pmd", "low_poly/gumi.pmd",

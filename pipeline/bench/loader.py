@@ -8,17 +8,16 @@ largest shared PMX (Appearance Miku) when ../shared is present, and a generated
 from __future__ import annotations
 
 import io
-import os
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline.bench import SHARED_MODELS
+
 TARGET = 10.0
 LARGE_VERTICES = 45_000
-SHARED_MODELS = Path(os.environ.get("MMDSYNTH_SHARED_MODELS",
-                                    Path(__file__).resolve().parents[2].parent / "shared" / "models"))
 SHARED_PMX = SHARED_MODELS / "appearance_miku" / "Appearance Miku.pmx"
 
 

@@ -8,15 +8,13 @@ The meshes are the demo character and the largest shared PMX when it is present.
 """
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-SHARED_MODELS = Path(os.environ.get("MMDSYNTH_SHARED_MODELS",
-                                    Path(__file__).resolve().parents[2].parent / "shared" / "models"))
+from pipeline.bench import SHARED_MODELS
+
 TARGET = 0.8
 # First present morph per channel (one-eye winks, else the both-eyes blink).
 CHANNEL_MORPHS = (("ウィンク２", "まばたき"), ("ｳｨﾝｸ２右", "まばたき"), ("あ",))
