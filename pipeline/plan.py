@@ -28,7 +28,7 @@ class ModelSlice:
 
     model: str  # path relative to the models root
     sha256: str | None  # as the manifest gives it
-    key: str  # the sampling key (see model_key)
+    key: str  # the sampling key (see sampling_key)
     head: tuple[float, float]  # model-space y of head top and chin
     morphs: Mapping[str, str | None]  # manifest roles
     layers: Mapping[str, Any]
@@ -105,12 +105,12 @@ def _usable(record: Any) -> bool:
 
 def _canonical(record: Any, split: str) -> dict[str, Any]:
     head = record.head or {}
-    return {"model": record.model, "sha256": model_key(record), "split": split,
+    return {"model": record.model, "sha256": sampling_key(record), "split": split,
             "head": [head.get("top"), head.get("bottom")], "morphs": dict(record.morphs or {}),
             "layers": dict(record.layers or {})}
 
 
-def model_key(record: Any) -> str:
+def sampling_key(record: Any) -> str:
     """The model's sampling key: its sha256, or (unhashed manifests) the hash of its path."""
     return record.sha256 or hashlib.sha256(record.model.encode()).hexdigest()
 
@@ -141,7 +141,7 @@ def make_plan(records: Sequence[Any], *, poses: int | None, poses_per_model: int
         canonical.append(_canonical(record, split))
         for start, n in _pieces(count, shard_size) if count else []:
             by_split.setdefault(split, []).append(ModelSlice(
-                model=record.model, sha256=record.sha256 or None, key=model_key(record),
+                model=record.model, sha256=record.sha256 or None, key=sampling_key(record),
                 head=(float(record.head["top"]), float(record.head["bottom"])),
                 morphs=dict(record.morphs or {}), layers=dict(record.layers or {}),
                 start=start, count=n, first_id=first_id + start))
