@@ -25,11 +25,17 @@ class NotACharacter(ValueError):
     """The model has no head to frame; the message is the manifest's reject reason."""
 
 
+def bone_mask(model: Model, bone: int) -> np.ndarray:
+    """Boolean mask over bones selecting ``bone`` alone."""
+    mask = np.zeros(len(model.bones), bool)
+    mask[bone] = True
+    return mask
+
+
 def descendants(model: Model, bone: int) -> np.ndarray:
     """Boolean mask over bones: ``bone`` and everything parented below it."""
     parent = model.bones.parent
-    mask = np.zeros(len(parent), bool)
-    mask[bone] = True
+    mask = bone_mask(model, bone)
     for _ in range(len(parent)):
         grown = mask | ((parent >= 0) & mask[np.maximum(parent, 0)])
         if (grown == mask).all():
@@ -52,9 +58,7 @@ def head_vertices(model: Model) -> np.ndarray:
     head = model.bones.find(HEAD_BONE)
     if head < 0:
         raise NotACharacter(f"no head bone {HEAD_BONE!r}: not a character")
-    only = np.zeros(len(model.bones), bool)
-    only[head] = True
-    for bones in (only, descendants(model, head)):
+    for bones in (bone_mask(model, head), descendants(model, head)):
         selected = bone_weight(model, bones) >= MIN_WEIGHT
         if selected.sum() >= 8:
             return model.vertices.positions[selected]
@@ -84,10 +88,9 @@ def _neck_front(model: Model, centre_x: float, width: float) -> float:
     """z of the neck's front on the centre line (the head bone's z when nothing is skinned to 首)."""
     neck = model.bones.find(NECK_BONE)
     bone = neck if neck >= 0 else model.bones.find(HEAD_BONE)
-    only = np.zeros(len(model.bones), bool)
-    only[bone] = True
     positions = model.vertices.positions
-    on_neck = (bone_weight(model, only) >= MIN_WEIGHT) & (np.abs(positions[:, 0] - centre_x) <= CENTRE * width)
+    on_neck = ((bone_weight(model, bone_mask(model, bone)) >= MIN_WEIGHT)
+               & (np.abs(positions[:, 0] - centre_x) <= CENTRE * width))
     return float(positions[on_neck, 2].max()) if on_neck.any() else float(model.bones.positions[bone, 2])
 
 

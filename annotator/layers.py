@@ -63,7 +63,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from annotator.head import HEAD_BONE, NECK_BONE, NotACharacter, bone_weight, descendants, suggest_head_bounds
+from annotator.head import (HEAD_BONE, NECK_BONE, NotACharacter, bone_mask, bone_weight, descendants,
+                            suggest_head_bounds)
 from renderer.model import Model
 
 LAYERS = ("back_hair", "neck", "body", "clothes", "face", "eye_white", "iris", "eyelash_brow", "mouth",
@@ -313,9 +314,7 @@ class _Geometry:
         if head >= 0:
             weight = bone_weight(model, descendants(model, head))
             self.head_share = np.bincount(owner, weight[corners], count) / safe[:, 0]
-            only = np.zeros(len(model.bones), bool)
-            only[head] = True
-            skull = model.vertices.positions[bone_weight(model, only) >= SKULL_WEIGHT, 2]
+            skull = model.vertices.positions[bone_weight(model, bone_mask(model, head)) >= SKULL_WEIGHT, 2]
             self.skull_z = float(skull.min() + skull.max()) / 2 if len(skull) else float(model.bones.positions[head, 2])
         neck = model.bones.find(NECK_BONE)
         self.neck_y = float(model.bones.positions[neck, 1]) if neck >= 0 else None

@@ -118,8 +118,7 @@ def _lid_bow(final: np.ndarray, offset: np.ndarray, side: np.ndarray) -> float:
 
 
 def name_matches(role: str, name: str) -> bool:
-    keys = NAMES["mouth_open"] if role == "mouth_open" else NAMES["blink"] if role == "blink" else (
-        NAMES["smile"] if role.startswith("smile") else NAMES["wink"])
+    keys = NAMES[role if role in NAMES else "smile" if role.startswith("smile") else "wink"]
     name = normalise(name)
     return name in keys if role == "mouth_open" else any(key in name for key in keys)
 

@@ -57,6 +57,7 @@ from typing import Any, Callable
 from flask import Flask, Response, jsonify, request, send_from_directory
 
 from annotator.layers import DEFAULT as LAYER_CONFIG
+from annotator.suggest import relative_model_path, suggest
 from annotator.views import RenderService, ModelInfo
 from manifests.record import ROLES, ManifestError, Record
 from manifests.store import default_models_root, model_sha256, read_manifest, upsert_records
@@ -100,7 +101,7 @@ def scan_models(models_dir: Path, models_root: Path) -> list[Entry]:
     files = [path for path in models_dir.rglob("*") if path.suffix.lower() in MODEL_SUFFIXES and path.is_file()]
     if not files:
         raise SetupError(f"{models_dir}: no .pmx or .pmd files in it or below it")
-    names = sorted((path.resolve().relative_to(models_root.resolve()).as_posix(), path) for path in files)
+    names = sorted((relative_model_path(path, models_root), path) for path in files)
     return [Entry(i, path, name) for i, (name, path) in enumerate(names)]
 
 
@@ -208,8 +209,6 @@ class Catalog:
 
 def _suggest(entry: Entry, models_root: Path) -> Record:
     """A suggestion; a crash inside the suggester must not take the GUI down with it."""
-    from annotator.suggest import suggest
-
     try:
         return suggest(entry.path, models_root)
     except Exception as error:  # noqa: BLE001 - reported on the model's page, logged in full

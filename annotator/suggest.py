@@ -32,12 +32,13 @@ def suggest(model_path: str | os.PathLike, models_root: str | os.PathLike, group
     name = relative_model_path(model_path, models_root)
     from renderer.loader import load_model  # deferred: the CLI's --help must not pay for it
 
-    record = Record(model=name, sha256=model_sha256(model_path),
-                    group=group if group is not None else name.split("/")[0] if "/" in name else "")
+    record = Record(model=name, group=group if group is not None else name.split("/")[0] if "/" in name else "")
     try:
         model = load_model(str(model_path))
+        record.sha256 = model.sha256  # the loader hashed the file already
         top, chin, head_confidence = suggest_head_bounds(model)
     except (ModelError, NotACharacter) as error:
+        record.sha256 = record.sha256 or model_sha256(model_path)
         record.status, record.reject_reason = "rejected", getattr(error, "reason", str(error))
         return record
     roles, confidences = suggest_roles(model, (top, chin))

@@ -68,7 +68,7 @@ class Record:
         if unknown:
             raise ManifestError(where, f"unknown field(s) {', '.join(unknown)}")
         _check_str(data.get("model"), "model", where, empty=False)
-        record = cls(**{**{"morphs": dict.fromkeys(ROLES)}, **data})
+        record = cls(**data)
         record.validate(where)
         return record
 

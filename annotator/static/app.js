@@ -71,6 +71,7 @@ function el(tag, className, text) {
 }
 
 const fmt = (y) => Number(y).toFixed(2);
+const headQuery = (head) => (head ? `?top=${head.top}&bottom=${head.bottom}` : ""); // the API's head bounds
 const dirty = () => JSON.stringify(state.record) !== state.original;
 const rowOf = (id) => state.list.find((row) => row.id === id);
 const isDone = (row) => row.source === "annotated";
@@ -272,7 +273,7 @@ async function requestPreview() {
   state.preview.inflight = true;
   const generation = state.generation;
   try {
-    const url = await fetchImage(`/api/models/${state.currentId}/preview.png?top=${head.top}&bottom=${head.bottom}`);
+    const url = await fetchImage(`/api/models/${state.currentId}/preview.png${headQuery(head)}`);
     if (generation === state.generation) await setImage($("preview"), url);
     else URL.revokeObjectURL(url);
   } catch (error) {
@@ -400,8 +401,7 @@ async function loadThumbnails(generation) {
   const cards = [...$("morph-strip").children];
   const start = state.morphIndex;
   const order = cards.map((_, i) => i).sort((a, b) => Math.abs(a - start) - Math.abs(b - start));
-  const head = state.thumbHead;
-  const query = head ? `?top=${head.top}&bottom=${head.bottom}` : "";
+  const query = headQuery(state.thumbHead);
   const worker = async () => {
     while (order.length && generation === state.generation) {
       const card = cards[order.shift()];
@@ -422,8 +422,7 @@ function toggleLayers() {
 }
 
 async function loadLayers(generation) {
-  const id = state.currentId, head = state.thumbHead;
-  const query = head ? `?top=${head.top}&bottom=${head.bottom}` : "";
+  const id = state.currentId, query = headQuery(state.thumbHead);
   layersMessage("Reading the materials…");
   try {
     const data = await api(`/api/models/${id}/layers${query}`);
