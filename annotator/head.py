@@ -94,10 +94,18 @@ def _neck_front(model: Model, centre_x: float, width: float) -> float:
     return float(positions[on_neck, 2].max()) if on_neck.any() else float(model.bones.positions[bone, 2])
 
 
+def head_centre_x(model: Model) -> float:
+    """x of the head bone: the face's vertical centre line. NotACharacter without one."""
+    head = model.bones.find(HEAD_BONE)
+    if head < 0:
+        raise NotACharacter(f"no head bone {HEAD_BONE!r}: not a character")
+    return float(model.bones.positions[head, 0])
+
+
 def suggest_head_bounds(model: Model) -> tuple[float, float, float]:
     """(top_y, chin_y, confidence in [0, 1]); raises NotACharacter when there is no head."""
     points = head_vertices(model)
-    centre_x = float(model.bones.positions[model.bones.find(HEAD_BONE), 0])
+    centre_x = head_centre_x(model)
     top = skull_top(points, centre_x)
     chin = chin_tip(model, points, centre_x)
     if not top > chin:

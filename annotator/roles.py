@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annotator.head import HEAD_BONE, suggest_head_bounds
+from annotator.head import head_centre_x, suggest_head_bounds
 from manifests.record import ROLES
 from renderer.model import Model, MorphKind
 
@@ -132,7 +132,7 @@ def suggest_roles(model: Model, head: tuple[float, float] | None = None
     A role left empty reports 1.0: no morph of the model does that.
     """
     top, chin = head if head is not None else suggest_head_bounds(model)[:2]
-    centre_x = float(model.bones.positions[model.bones.find(HEAD_BONE), 0])
+    centre_x = head_centre_x(model)
     candidates: dict[str, list[tuple[bool, float, str]]] = {role: [] for role in ROLES}
     for effect in vertex_effects(model):
         role, confidence = classify(effect, chin, top - chin, centre_x)

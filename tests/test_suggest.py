@@ -76,6 +76,13 @@ def test_prop_is_not_a_character():
         suggest_head_bounds(synthetic.prop_model())
 
 
+def test_roles_with_given_head_bounds_still_need_a_head_bone():
+    """Head bounds from a manifest do not make a prop a character: no bone stands in for 頭."""
+    from renderer.synthetic import prop_model
+    with pytest.raises(NotACharacter, match="no head bone"):
+        suggest_roles(prop_model(), head=(1.0, 0.0))
+
+
 def test_empty_model_is_not_a_character(character):
     empty = dataclasses.replace(character, vertices=dataclasses.replace(
         character.vertices, **{f.name: getattr(character.vertices, f.name)[:0]
