@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from renderer.framing import head_center_x
 from renderer.model import Model
+from renderer.skeleton import HEAD, NECK
 
-HEAD_BONE = "頭"
-NECK_BONE = "首"
+HEAD_BONE = HEAD  # exact names: 手首 and 足首 are wrists and ankles
+NECK_BONE = NECK
 EYE_BONES = ("左目", "右目")
 MIN_WEIGHT = 0.5  # a vertex belongs to the head when the head bones carry this much of it
 TOP_WIDTH = 0.15  # the skull top is where the cross-section reaches this fraction of the head width
@@ -96,10 +98,9 @@ def _neck_front(model: Model, centre_x: float, width: float) -> float:
 
 def head_centre_x(model: Model) -> float:
     """x of the head bone: the face's vertical centre line. NotACharacter without one."""
-    head = model.bones.find(HEAD_BONE)
-    if head < 0:
+    if model.bones.find(HEAD_BONE) < 0:
         raise NotACharacter(f"no head bone {HEAD_BONE!r}: not a character")
-    return float(model.bones.positions[head, 0])
+    return head_center_x(model)
 
 
 def suggest_head_bounds(model: Model) -> tuple[float, float, float]:

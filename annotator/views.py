@@ -175,7 +175,7 @@ class RenderWorker:
 
     def framing(self, path: str, head: tuple[float, float]) -> bytes:
         from renderer.framing import head_camera
-        from renderer.renderer import head_center_x
+        from renderer.framing import head_center_x
 
         renderer = self._renderer(path, PREVIEW_SIZE)
         try:
@@ -186,7 +186,8 @@ class RenderWorker:
 
     def close_up(self, path: str, morph: int, head: tuple[float, float] | None) -> bytes:
         from renderer.framing import region_camera
-        from renderer.renderer import guess_head_bounds, head_center_x
+        from renderer.framing import head_center_x
+        from renderer.renderer import guess_head_bounds
 
         renderer = self._renderer(path, PREVIEW_SIZE)
         model = renderer.model
@@ -251,7 +252,7 @@ class RenderWorker:
 
     def _mapping(self, model: Model) -> FrontMapping:
         from renderer.framing import full_body_camera
-        from renderer.renderer import head_center_x
+        from renderer.framing import head_center_x
 
         camera = full_body_camera(model)
         return FrontMapping(self.front_size, camera.center_x - camera.half_height,

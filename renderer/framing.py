@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from renderer.model import Model
+from renderer.skeleton import HEAD
 
 HEAD_FRACTION = 0.5  # head top to chin = half of the image height (128 of 256 rows)
 BODY_MARGIN = 1.05  # full-body framing leaves 5% around the model
@@ -89,3 +90,12 @@ def fit_depth(camera: Camera, model: Model) -> Camera:
     low, high = model_bounds(model)
     margin = float(np.max(high - low)) + 1.0
     return camera.with_depth(float(low[2]) - margin, float(high[2]) + margin)
+
+
+def head_center_x(model: Model) -> float:
+    """x of the head bone (DESIGN.md centres the framing on it), or the model's middle without one."""
+    index = model.bones.find(HEAD)
+    if index >= 0:
+        return float(model.bones.positions[index, 0])
+    low, high = model_bounds(model)
+    return float(low[0] + high[0]) / 2

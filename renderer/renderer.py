@@ -17,7 +17,7 @@ import numpy as np
 
 from renderer.context import get_context
 from renderer.errors import ModelError
-from renderer.framing import Camera, fit_depth, head_camera, model_bounds
+from renderer.framing import Camera, fit_depth, head_camera, head_center_x, model_bounds
 from renderer.model import MaterialFlag, Model
 from renderer.morphs import MorphEvaluator, morph_index, name_weights
 from renderer.shading import TABLE_WIDTH, MaterialMaps, TextureCache, material_table
@@ -25,7 +25,6 @@ from renderer.skeleton import Skeleton, head_pose_rotations
 from renderer.textures import load_texture, shared_toon
 
 SHADINGS = ("phong", "toon")
-HEAD_BONE = "頭"
 # With no head bounds given: the head is this fraction of the model's height below its top
 # (anime characters are about 5-7 heads tall; the first head of a tall one is ~15%).
 HEAD_FRACTION_GUESS = 0.15
@@ -352,15 +351,6 @@ def guess_head_bounds(model: Model) -> tuple[float, float]:
     low, high = model_bounds(model)
     top = float(high[1])
     return top, top - HEAD_FRACTION_GUESS * float(high[1] - low[1])
-
-
-def head_center_x(model: Model) -> float:
-    """x of the head bone, or the middle of the model when it has none."""
-    index = model.bones.find(HEAD_BONE)
-    if index >= 0:
-        return float(model.bones.positions[index, 0])
-    low, high = model_bounds(model)
-    return float(low[0] + high[0]) / 2
 
 
 def _bind_morphs(model: Model, binding: MorphBinding) -> list[tuple[int, tuple[int, ...]]]:
