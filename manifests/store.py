@@ -48,7 +48,7 @@ def upsert_records(path: str | os.PathLike, records: Iterable[Record]) -> list[R
             if old is None or not (old.source == "annotated" and record.source == "suggested"):
                 merged[record.model] = record
         result = list(merged.values())
-        _write_atomic(path, "".join(record.to_json() + "\n" for record in result))
+        write_text_atomic(path, "".join(record.to_json() + "\n" for record in result))
     return result
 
 
@@ -76,7 +76,8 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that a reader or a crash sees the old file or the new, never half."""
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:

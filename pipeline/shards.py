@@ -23,6 +23,8 @@ import h5py
 import hdf5plugin
 import numpy as np
 
+from manifests.store import write_text_atomic
+
 FORMAT_VERSION = 1
 INDEX_NAME = "index.json"
 SHARDS_DIR = "shards"
@@ -249,10 +251,4 @@ def write_index(root: str | os.PathLike, index: dict) -> None:
     """Replace ``index.json`` atomically: a reader sees the old index or the new, never half."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".{INDEX_NAME}.tmp"
-    with open(tmp, "w", encoding="utf-8") as out:
-        json.dump(index, out, indent=1, sort_keys=True, ensure_ascii=False)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, root / INDEX_NAME)
-    _fsync(root)
+    write_text_atomic(root / INDEX_NAME, json.dumps(index, indent=1, sort_keys=True, ensure_ascii=False))
