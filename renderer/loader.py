@@ -21,7 +21,7 @@ from renderer.errors import ModelError
 from renderer.model import Model
 from renderer.pmd import read_pmd
 from renderer.pmx import read_pmx
-from renderer.textures import resolve
+from renderer.textures import TextureOutsideModel, resolve
 
 _READERS = ("binary.py", "model.py", "pmd.py", "pmx.py", "loader.py")
 
@@ -117,19 +117,28 @@ def resolve_textures(model: Model, model_dir: Path) -> None:
     """Fill ``texture_paths`` for every referenced name; missing files become warnings.
 
     Shared toons are never missing: a PMD's toon file beside the model wins (as in MMD),
-    otherwise the renderer draws the built-in ramp.
+    otherwise the renderer draws the built-in ramp. A name leading outside the model's
+    folder tree is missing too (with its own warning): a model must not read other files.
     """
     m = model.materials
     for i, (toon, shared) in enumerate(zip(m.toon, m.toon_shared)):
-        if shared and model.format == "pmd" and resolve(model_dir, toon) is not None:
+        if shared and model.format == "pmd" and _find_texture(model_dir, toon)[0] is not None:
             m.toon_shared[i] = False
     names = [n for n in (*m.texture, *m.sphere) if n]
     names += [t for t, shared in zip(m.toon, m.toon_shared) if t and not shared]
     for name in dict.fromkeys(names):
-        found = resolve(model_dir, name)
+        found, missing = _find_texture(model_dir, name)
         model.texture_paths[name] = None if found is None else str(found)
         if found is None:
-            model.warnings.append(f"texture {name!r} not found beside {model.path}")
+            model.warnings.append(missing.format(name=name, model=model.path))
+
+
+def _find_texture(model_dir: Path, name: str) -> tuple[Path | None, str]:
+    """The file for ``name`` and, when there is none, the warning's template saying why."""
+    try:
+        return resolve(model_dir, name), "texture {name!r} not found beside {model}"
+    except TextureOutsideModel:
+        return None, "texture {name!r} leads outside the folder of {model}; treated as missing"
 
 
 def cache_dir() -> Path:

@@ -2,7 +2,8 @@
 
 Model files name textures with backslashes, in any letter case, and archives
 unpacked on Linux often leave Shift-JIS file names as raw bytes; :func:`resolve`
-copes with all three. MMD's shared toons (toon01..toon10.bmp) come with MMD, not with
+copes with all three, finds textures re-encoded under another extension, and never
+leaves the model's folder tree. MMD's shared toons (toon01..toon10.bmp) come with MMD, not with
 models, so :func:`shared_toon` generates equivalent ramps here.
 """
 from __future__ import annotations
@@ -26,18 +27,74 @@ _TOON_SHADES = np.array([
 TOON_SIZE = 32
 
 
+# extensions tried, in this order, when the referenced one is not on disk (re-encoded textures)
+IMAGE_EXTENSIONS = (".png", ".bmp", ".tga", ".jpg", ".jpeg", ".dds", ".gif", ".spa", ".sph")
+
+
+class TextureOutsideModel(ValueError):
+    """A texture reference that leaves the model's folder tree."""
+
+
 def resolve(model_dir: str | Path, name: str) -> Path | None:
-    """The file ``name`` (relative to the model's folder) refers to, or None when missing."""
+    """The file ``name`` (relative to the model's folder) refers to, or None when missing.
+
+    Each folder component matches exactly, else case-insensitively; the file name also
+    matches the same stem with another image extension (``Fuku1.tga`` -> ``Fuku1.png``), as
+    archives often re-encode textures without editing the model. A name that leads outside
+    the model's folder tree (``..\\..\\secret.png``, or a link out) raises
+    :class:`TextureOutsideModel`: models must not read arbitrary files.
+    """
     parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
     if not parts:
         return None
+    if _climbs_out(parts):
+        raise TextureOutsideModel(f"texture {name!r} leads outside the model's folder")
     current = os.fsencode(model_dir)
-    for part in parts:
+    for part in parts[:-1]:
         found = _match(current, part)
         if found is None:
             return None
         current = os.path.join(current, found)
-    return Path(os.fsdecode(current)) if os.path.isfile(current) else None
+    found = _match_file(current, parts[-1])
+    if found is None:
+        return None
+    path = os.path.join(current, found)
+    if not _inside(path, os.fsencode(model_dir)):
+        raise TextureOutsideModel(f"texture {name!r} links outside the model's folder")
+    return Path(os.fsdecode(path))
+
+
+def _climbs_out(parts: list[str]) -> bool:
+    """Whether some ``..`` climbs above the folder the path starts in (checked before any look-up)."""
+    depth = 0
+    for part in parts:
+        depth += -1 if part == ".." else 1
+        if depth < 0:
+            return True
+    return False
+
+
+def _inside(path: bytes, root: bytes) -> bool:
+    """Whether ``path``, links followed, lies in the tree under ``root``."""
+    real, top = os.path.realpath(path), os.path.realpath(root)
+    return os.path.commonpath([real, top]) == top
+
+
+def _match_file(directory: bytes, part: str) -> bytes | None:
+    """The file for ``part``: its own name (exact, then any case), then its stem with another image extension."""
+    found = _match(directory, part)
+    if found is not None and os.path.isfile(os.path.join(directory, found)):
+        return found
+    stem, extension = os.path.splitext(part)
+    if part == ".." or not stem:
+        return None
+    for other in IMAGE_EXTENSIONS:
+        if other == extension.lower():
+            continue
+        found = _match(directory, stem + other)
+        if found is not None and os.path.isfile(os.path.join(directory, found)):
+            return found
+    return None
 
 
 def _match(directory: bytes, part: str) -> bytes | None:

@@ -11,6 +11,7 @@ import struct
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from renderer import loader
 from renderer.errors import ModelError
@@ -281,6 +282,27 @@ def test_generated_files_resolve_textures_or_report_them(tmp_path):
     assert any("存在しない/ない.png" in w for w in missing.warnings)
     sjis_model = load_model(files["sjis_texture"])
     assert sjis_model.textures_missing == []
+
+
+def test_a_texture_re_encoded_under_another_extension_is_found(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    write_pmx(prop_model("Tex\\Fuku1.tga"), folder / "chair.pmx")
+    (folder / "tex").mkdir()
+    Image.new("RGB", (2, 2), (9, 200, 9)).save(folder / "tex" / "fuku1.png")
+    model = load_model(folder / "chair.pmx")
+    assert model.textures_missing == [] and not model.warnings
+    assert model.texture_paths["Tex\\Fuku1.tga"] == str(folder / "tex" / "fuku1.png")
+
+
+def test_a_texture_outside_the_model_folder_is_missing_with_a_warning(tmp_path):
+    Image.new("RGB", (2, 2)).save(tmp_path / "secret.png")
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    write_pmx(prop_model("..\\..\\secret.png"), tmp_path / "a" / "b" / "chair.pmx")
+    model = load_model(tmp_path / "a" / "b" / "chair.pmx")
+    assert model.textures_missing == ["..\\..\\secret.png"]
+    assert model.warnings == [f"texture '..\\\\..\\\\secret.png' leads outside the folder of "
+                              f"{tmp_path / 'a' / 'b' / 'chair.pmx'}; treated as missing"]
 
 
 def test_disk_cache_is_keyed_by_content_and_versioned(tmp_path):

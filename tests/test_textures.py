@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from renderer.textures import load_texture, resolve, shared_toon, sniff
+from renderer.textures import TextureOutsideModel, load_texture, resolve, shared_toon, sniff
 
 RED = (200, 10, 10, 255)
 
@@ -22,10 +22,40 @@ def test_resolve_ignores_case_per_component_and_backslashes(tmp_path):
     found = tmp_path / "Tex" / "Hair" / "A1.bmp"
     assert resolve(tmp_path, "tex\\hair\\a1.bmp") == found
     assert resolve(tmp_path, "./TEX/HAIR/a1.BMP") == found
-    assert resolve(tmp_path / "Tex", "..\\tex\\Hair\\A1.bmp").resolve() == found
+    assert resolve(tmp_path, "Tex\\..\\tex\\Hair\\A1.bmp").resolve() == found
     assert resolve(tmp_path, "tex\\hair\\a2.bmp") is None
     assert resolve(tmp_path, "tex") is None  # a folder is not a texture
     assert resolve(tmp_path, "") is None
+
+
+def test_resolve_prefers_the_exact_name_then_any_case_then_another_extension(tmp_path):
+    for name in ("Fuku1.png", "x.png", "x.dds", "Hair.BMP", "hair.png", "same.tga", "SAME.png", "dir.bmp/a.png"):
+        save(tmp_path / name, "PNG")
+    assert resolve(tmp_path, "Fuku1.tga") == tmp_path / "Fuku1.png"
+    assert resolve(tmp_path, "fuku1.TGA") == tmp_path / "Fuku1.png"  # case and extension both differ
+    assert resolve(tmp_path, "x.bmp") == tmp_path / "x.png"  # png is the first alternative tried
+    assert resolve(tmp_path, "hair.bmp") == tmp_path / "Hair.BMP"  # the same extension in another case wins
+    assert resolve(tmp_path, "same.tga") == tmp_path / "same.tga"  # the exact name wins
+    assert resolve(tmp_path, "dir.png") is None  # a folder is not a texture under any extension
+    assert resolve(tmp_path, "fuku2.tga") is None
+
+
+@pytest.mark.parametrize("name", ["..\\..\\secret.png", "../secret.png", "a\\..\\..\\secret.png",
+                                  "..\\model\\inside.png"])
+def test_resolve_refuses_names_that_climb_out_of_the_model_folder(tmp_path, name):
+    save(tmp_path / "secret.png", "PNG")
+    save(tmp_path / "model" / "inside.png", "PNG")
+    (tmp_path / "model" / "a").mkdir()
+    with pytest.raises(TextureOutsideModel, match="outside"):
+        resolve(tmp_path / "model", name)
+
+
+def test_resolve_refuses_a_link_out_of_the_model_folder(tmp_path):
+    save(tmp_path / "secret.png", "PNG")
+    (tmp_path / "model").mkdir()
+    os.symlink(tmp_path / "secret.png", tmp_path / "model" / "linked.png")
+    with pytest.raises(TextureOutsideModel, match="links outside"):
+        resolve(tmp_path / "model", "linked.png")
 
 
 def test_resolve_finds_shift_jis_names_left_as_raw_bytes(tmp_path):
