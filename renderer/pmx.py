@@ -253,7 +253,7 @@ class _PmxReader:
         cur = self.cur
         count = cur.count("bone", 20)
         b = self.fmt("bone")
-        names, names_en, refs, ik = [], [], [], {}
+        names, names_en, ik = [], [], {}
         head = np.zeros((count, 3), F32)
         level = np.zeros(count, np.int32)
         flags = np.zeros(count, np.uint16)
@@ -279,10 +279,12 @@ class _PmxReader:
             if flag & BoneFlag.EXTERNAL_PARENT:
                 external[i] = cur.i32(f"bone {i} external parent")
             if flag & BoneFlag.IK:
-                ik[i] = self._ik_chain(i, refs)
+                ik[i] = self._ik_chain(i)
         for what, values in (("parent bone index", parent), ("tail bone index", tail_index),
                              ("append parent bone index", append_parent)):
             check_range(cur, what, values, count, allow_none=True)
+        self._drop_empty_ik(names, ik)
+        refs = [bone for chain in ik.values() for bone in (chain.target, *(link.bone for link in chain.links))]
         check_range(cur, "IK bone index", np.array(refs, np.int64), count)
         return Bones(names=names, names_en=names_en, positions=head * FLIP_Z, parent=parent,
                      transform_level=level, flags=flags, tail_index=tail_index,
@@ -290,16 +292,20 @@ class _PmxReader:
                      fixed_axis=fixed_axis * FLIP_Z, local_x=local_x * FLIP_Z, local_z=local_z * FLIP_Z,
                      external_key=external, ik=ik)
 
-    def _ik_chain(self, bone: int, refs: list[int]) -> IKChain:
+    def _drop_empty_ik(self, names: list[str], ik: dict[int, IKChain]) -> None:
+        """An IK chain with no target (index -1) moves nothing; MMD ignores it, so do we, with a warning."""
+        for bone in [bone for bone, chain in ik.items() if chain.target == -1]:
+            del ik[bone]
+            self.cur.warnings.append(f"IK bone {names[bone]!r} has no target bone; its IK is ignored")
+
+    def _ik_chain(self, bone: int) -> IKChain:
         cur, b = self.cur, self.fmt("bone")
         target, loops, limit_angle, count = cur.unpack(f"{b}ifi", f"bone {bone} IK")
         if count < 0 or count * 2 > cur.remaining:
             raise cur.error(f"bone {bone}: bad IK link count {count}")
-        refs.append(target)
         links = []
         for _ in range(count):
             link, limited = cur.unpack(f"{b}B", f"bone {bone} IK link")
-            refs.append(link)
             if limited:
                 limits = np.reshape(cur.unpack("6f", f"bone {bone} IK limits"), (2, 3))
                 links.append(IKLink(link, *mirror_euler_limits(*limits)))
@@ -337,8 +343,19 @@ class _PmxReader:
                   "rigid": rigids}
         for morph in morphs:
             target = _MORPH_LAYOUT[morph.kind][0]
+            if morph.kind == MorphKind.MATERIAL:
+                self._drop_missing_materials(morph, materials)
             check_range(self.cur, f"morph {morph.name!r} {target} index", morph.index, counts[target],
                         allow_none=morph.kind == MorphKind.MATERIAL)
+
+    def _drop_missing_materials(self, morph: Morph, materials: int) -> None:
+        """Rows naming a material the model lacks are skipped by MMD; skip them too, with a warning."""
+        bad = (morph.index < -1) | (morph.index >= materials)
+        if bad.any():
+            self.cur.warnings.append(f"material morph {morph.name!r}: {int(bad.sum())} row(s) for material "
+                                     f"{int(morph.index[bad][0])}, which the model lacks (it has {materials}); "
+                                     f"ignored")
+            morph.index, morph.data, morph.op = morph.index[~bad], morph.data[~bad], morph.op[~bad]
 
     # ------------------------------------------------------------ sections parsed only to validate
 

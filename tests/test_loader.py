@@ -16,7 +16,8 @@ from PIL import Image
 from renderer import loader
 from renderer.errors import ModelError
 from renderer.loader import inspect_model, load_model, parse_model
-from renderer.model import BoneFlag, Deform, MorphKind
+from renderer.model import BoneFlag, Deform, IKChain, Morph, MorphKind
+from renderer.morphs import MorphEvaluator
 from renderer.pmx_writer import write_pmx
 from renderer.synthetic import feature_model, prop_model, write_feature_files
 
@@ -174,6 +175,41 @@ def test_material_morph_for_all_materials_keeps_minus_one():
     morph = parse_model(tiny_pmx(morphs=(pmx_morph(8, record, 1),)), "m.pmx").morphs[0]
     assert morph.kind == MorphKind.MATERIAL and morph.index.tolist() == [-1] and morph.op.tolist() == [1]
     np.testing.assert_array_equal(morph.data[0], np.arange(28))
+
+
+def test_material_morph_rows_naming_a_missing_material_are_ignored_with_a_warning(tmp_path):
+    """MMD skips such rows and plays the rest of the morph; a model is not rejected for them."""
+    model = feature_model(2.0)
+    marker = np.full(28, 0.3125, np.float32)  # a row no other morph has, to find it in the file
+    data = np.vstack([np.full(28, 0.5, np.float32), marker])
+    model.morphs.append(Morph("壊れた材質", "broken", 4, MorphKind.MATERIAL, np.array([1, 0], np.int32), data,
+                              np.zeros(2, np.uint8)))
+    write_pmx(model, tmp_path / "m.pmx")
+    raw = bytearray((tmp_path / "m.pmx").read_bytes())
+    at = raw.find(marker.astype("<f4").tobytes()) - 2  # the row is: index (1 byte), operation, data
+    assert raw[at] == 0
+    raw[at] = 100  # the model has 8 materials
+    loaded = parse_model(bytes(raw), "m.pmx")
+    broken = loaded.morphs[loaded.find_morph("壊れた材質")]
+    assert broken.index.tolist() == [1] and broken.op.tolist() == [0]
+    np.testing.assert_array_equal(broken.data, data[:1])
+    assert loaded.warnings == ["material morph '壊れた材質': 1 row(s) for material 100, which the model lacks "
+                               "(it has 8); ignored"]
+    diffuse = MorphEvaluator(loaded).evaluate({loaded.find_morph("壊れた材質"): 1.0}).materials[:, :4]
+    np.testing.assert_allclose(diffuse[1], loaded.materials.diffuse[1] * 0.5, rtol=1e-6)
+    np.testing.assert_allclose(diffuse[0], loaded.materials.diffuse[0])
+
+
+def test_an_ik_bone_without_a_target_is_ignored_with_a_warning(tmp_path):
+    """Some exporters leave an empty IK (target -1, no links); MMD ignores it."""
+    model = feature_model(2.0)
+    hair = model.bones.find("髪")
+    model.bones.flags[hair] |= BoneFlag.IK
+    model.bones.ik[hair] = IKChain(target=-1, loops=0, limit_angle=0.0, links=[])
+    write_pmx(model, tmp_path / "m.pmx")
+    loaded = parse_model((tmp_path / "m.pmx").read_bytes(), "m.pmx")
+    assert hair not in loaded.bones.ik and len(loaded.bones.ik) == len(model.bones.ik) - 1
+    assert loaded.warnings == ["IK bone '髪' has no target bone; its IK is ignored"]
 
 
 def test_bone_morph_quaternion_is_mirrored():
