@@ -18,6 +18,13 @@ The rotation share is ``slerp(identity, source, ratio)`` (a ratio of -1 inverts 
 the translation share is ``ratio * source``. A bone's local rotation is
 ``user * appended``. Fixed-axis bones keep only the twist of the user rotation about
 their axis. IK chains are not solved: IK bones pose like any other bone.
+
+Order: MMD evaluates bones by transform level, then file index. Here a bone never
+comes before its parent or append parent, except where append links form a cycle
+(twist bones 左手捩1..3 naming each other, say): MMD plays those, each bone reading
+whatever its append parent holds at that moment, so the cycle is cut at its first bone
+in MMD's order, which reads its append parent as it is before that is evaluated (its
+user motion; rest for a model-space source). Only a cycle of parent links is an error.
 """
 from __future__ import annotations
 
@@ -72,10 +79,12 @@ class _Append:
     rotate_source: np.ndarray  # their append parents
     rotate_ratio: np.ndarray
     rotate_world: np.ndarray  # bool: APPEND_LOCAL (source = world rotation)
+    rotate_early: np.ndarray  # bool: the source is read before it is evaluated (a cut cycle)
     translate: np.ndarray  # bone indices with APPEND_TRANSLATE
     translate_source: np.ndarray
     translate_ratio: np.ndarray
     translate_world: np.ndarray  # bool: APPEND_LOCAL (source = world displacement)
+    translate_early: np.ndarray  # bool: as rotate_early
 
 
 class Skeleton:
@@ -92,14 +101,16 @@ class Skeleton:
         self._rest = np.asarray(bones.positions, dtype=np.float64)
         parent, source = self._links(bones)
         flags = np.asarray(bones.flags, dtype=np.int64)
-        self.order = _evaluation_order(bones, parent, source, path)
-        late = _late_appends(self.order, flags, source)
+        self.order, early = _evaluation_order(bones, parent, source, path)
+        live = np.where(early, -1, source)  # append sources read after they are evaluated
+        late = _late_appends(self.order, flags, source, live)
         fixed = np.flatnonzero((flags & BoneFlag.FIXED_AXIS) != 0)
         norms = np.linalg.norm(bones.fixed_axis[fixed], axis=1)
         self._fixed = fixed[norms > 1e-9]
         self._fixed_axis = bones.fixed_axis[self._fixed] / norms[norms > 1e-9, None]
-        self._early = _early_append_passes(self.order, flags, source, late, bones.append_ratio)
-        self._stages = self._build_stages(bones, parent, source, flags, late)
+        ratio = np.asarray(bones.append_ratio, dtype=np.float64)
+        self._early = _early_append_passes(self.order, flags, source, live, late, ratio)
+        self._stages = self._build_stages(parent, source, live, flags, late, ratio)
         rest = np.vstack([self._rest, np.zeros((1, 3))])  # the sentinel at the origin
         self._offsets = rest - rest[np.append(np.where(parent >= 0, parent, self.count), -1)]
 
@@ -115,22 +126,21 @@ class Skeleton:
                                  f"{links[bad[0]]} out of range (0..{self.count - 1})")
         return parent, source
 
-    def _build_stages(self, bones: Bones, parent: np.ndarray, source: np.ndarray,
-                      flags: np.ndarray, late: np.ndarray) -> list[_Stage]:
-        """Group bones into stages: stage = 1 + latest stage among parent and late source."""
+    def _build_stages(self, parent: np.ndarray, source: np.ndarray, live: np.ndarray,
+                      flags: np.ndarray, late: np.ndarray, ratio: np.ndarray) -> list[_Stage]:
+        """Group bones into stages: stage = 1 + latest stage among parent and late live source."""
         stage = np.zeros(self.count, dtype=np.int64)
         for bone in self.order:
-            deps = [parent[bone]] + ([source[bone]] if late[bone] else [])
+            deps = [parent[bone]] + ([live[bone]] if late[bone] else [])
             stage[bone] = 1 + max((stage[d] for d in deps if d >= 0), default=-1)
         stages = []
         sentinel_parent = np.where(parent >= 0, parent, self.count)
-        ratio = np.asarray(bones.append_ratio, dtype=np.float64)
         for level in range(int(stage.max(initial=-1)) + 1):
             members = np.flatnonzero(stage == level)
             late_members = members[late[members]]
             stages.append(_Stage(
                 bones=members, parents=sentinel_parent[members],
-                late=_append_pass(late_members, flags, source, ratio) if len(late_members) else None,
+                late=_append_pass(late_members, flags, source, live, ratio) if len(late_members) else None,
             ))
         return stages
 
@@ -175,18 +185,25 @@ class Skeleton:
 
     def _apply_append(self, step: _Append, user_q: np.ndarray, user_t: np.ndarray,
                       local_q: np.ndarray, local_t: np.ndarray, world: np.ndarray) -> None:
-        """Local motion of append bones = user motion + ratio share of the source's motion."""
+        """Local motion of append bones = user motion + ratio share of the source's motion.
+
+        A source read before it is evaluated (a cut cycle) holds its user motion, and in
+        model space its rest state."""
         if len(step.rotate):
             src = step.rotate_source
-            source_q = local_q[src]
-            if step.rotate_world.any():
-                source_q[step.rotate_world] = matrix_to_quat(world[src[step.rotate_world], :3, :3])
+            source_q = np.where(step.rotate_early[:, None], user_q[src], local_q[src])
+            world_now = step.rotate_world & ~step.rotate_early
+            if world_now.any():
+                source_q[world_now] = matrix_to_quat(world[src[world_now], :3, :3])
+            source_q[step.rotate_world & step.rotate_early] = IDENTITY
             share = quat_slerp(IDENTITY, source_q, step.rotate_ratio)
             local_q[step.rotate] = quat_multiply(user_q[step.rotate], share)
         if len(step.translate):
             src = step.translate_source
+            early = step.translate_early[:, None]
             moved = np.where(step.translate_world[:, None],
-                             world[src, :3, 3] - self._rest[src], local_t[src])
+                             np.where(early, 0.0, world[src, :3, 3] - self._rest[src]),
+                             np.where(early, user_t[src], local_t[src]))
             local_t[step.translate] = user_t[step.translate] + step.translate_ratio[:, None] * moved
 
     def _bone_pose(self, world: np.ndarray) -> BonePose:
@@ -209,9 +226,11 @@ def _table(values: Mapping[int, Sequence[float]], count: int, default: np.ndarra
 
 
 def _evaluation_order(bones: Bones, parent: np.ndarray, source: np.ndarray,
-                      path: str | None) -> np.ndarray:
+                      path: str | None) -> tuple[np.ndarray, np.ndarray]:
     """MMD's order (transform level, after-physics flag, file index), but never a bone
-    before its parent or append parent; a dependency cycle is a ModelError."""
+    before its parent or append parent, and which bones read their append parent
+    before it is evaluated: where append links close a cycle, the first bone of the
+    cycle in MMD's order does. A cycle of parent links alone is a ModelError."""
     after_physics = (np.asarray(bones.flags, dtype=np.int64) & BoneFlag.AFTER_PHYSICS) != 0
     keys = [(int(level), bool(late), i)
             for i, (level, late) in enumerate(zip(bones.transform_level, after_physics))]
@@ -223,51 +242,71 @@ def _evaluation_order(bones: Bones, parent: np.ndarray, source: np.ndarray,
             waiting[bone] += 1
     ready = [keys[i] for i in np.flatnonzero(waiting == 0)]
     heapq.heapify(ready)
+    done = np.zeros(len(keys), dtype=bool)
+    early = np.zeros(len(keys), dtype=bool)
     order = []
-    while ready:
+    while len(order) < len(keys):
+        if not ready:
+            cut = _cycle_cut(keys, parent, source, done, path, bones.names)
+            early[cut] = True
+            waiting[cut] -= 1
+            children[source[cut]].remove(cut)
+            if waiting[cut] == 0:
+                heapq.heappush(ready, keys[cut])
+            continue
         bone = heapq.heappop(ready)[2]
         order.append(bone)
+        done[bone] = True
         for child in children[bone]:
             waiting[child] -= 1
             if waiting[child] == 0:
                 heapq.heappush(ready, keys[child])
-    if len(order) < len(keys):
-        stuck = [bones.names[i] for i in np.flatnonzero(waiting > 0)[:5]]
-        raise ModelError(path, f"bone parent/append-parent cycle involving {', '.join(stuck)}")
-    return np.array(order, dtype=np.int64)
+    return np.array(order, dtype=np.int64), early
 
 
-def _late_appends(order: np.ndarray, flags: np.ndarray, source: np.ndarray) -> np.ndarray:
+def _cycle_cut(keys: list[tuple], parent: np.ndarray, source: np.ndarray, done: np.ndarray,
+               path: str | None, names: list[str]) -> int:
+    """The first bone in MMD's order that waits only for its append parent (a cycle's cut)."""
+    waiting = ~done
+    parent_done = (parent < 0) | done[np.maximum(parent, 0)]
+    candidates = np.flatnonzero(waiting & parent_done & (source >= 0) & (source != parent))
+    if not len(candidates):
+        stuck = [names[i] for i in np.flatnonzero(waiting)[:5]]
+        raise ModelError(path, f"bone parent cycle involving {', '.join(stuck)}")
+    return int(min(candidates, key=lambda i: keys[i]))
+
+
+def _late_appends(order: np.ndarray, flags: np.ndarray, source: np.ndarray, live: np.ndarray) -> np.ndarray:
     """Append bones whose source is only known after forward kinematics has reached it:
-    APPEND_LOCAL bones, and append bones that take from such a bone."""
+    APPEND_LOCAL bones, and append bones that take from such a bone after it is evaluated."""
     late = np.zeros(len(flags), dtype=bool)
     for bone in order:
         if source[bone] >= 0:
-            late[bone] = bool(flags[bone] & BoneFlag.APPEND_LOCAL) or late[source[bone]]
+            late[bone] = bool(flags[bone] & BoneFlag.APPEND_LOCAL) or (live[bone] >= 0 and late[live[bone]])
     return late
 
 
-def _early_append_passes(order: np.ndarray, flags: np.ndarray, source: np.ndarray,
+def _early_append_passes(order: np.ndarray, flags: np.ndarray, source: np.ndarray, live: np.ndarray,
                          late: np.ndarray, ratio: np.ndarray) -> list[_Append]:
-    """Append bones that depend only on local motion, batched by append-chain depth."""
+    """Append bones that depend only on local motion, batched by append-chain depth
+    (a bone reading its source before that is evaluated goes in the first pass)."""
     depth = np.zeros(len(flags), dtype=np.int64)
     for bone in order:
         if source[bone] >= 0 and not late[bone]:
-            depth[bone] = depth[source[bone]] + 1
-    ratio = np.asarray(ratio, dtype=np.float64)
-    return [_append_pass(np.flatnonzero(depth == d), flags, source, ratio)
+            depth[bone] = (depth[live[bone]] if live[bone] >= 0 else 0) + 1
+    return [_append_pass(np.flatnonzero(depth == d), flags, source, live, ratio)
             for d in range(1, int(depth.max(initial=0)) + 1)]
 
 
-def _append_pass(members: np.ndarray, flags: np.ndarray, source: np.ndarray,
+def _append_pass(members: np.ndarray, flags: np.ndarray, source: np.ndarray, live: np.ndarray,
                  ratio: np.ndarray) -> _Append:
     rotate = members[(flags[members] & BoneFlag.APPEND_ROTATE) != 0]
     translate = members[(flags[members] & BoneFlag.APPEND_TRANSLATE) != 0]
     return _Append(
         members=members, rotate=rotate, rotate_source=source[rotate], rotate_ratio=ratio[rotate],
-        rotate_world=(flags[rotate] & BoneFlag.APPEND_LOCAL) != 0,
+        rotate_world=(flags[rotate] & BoneFlag.APPEND_LOCAL) != 0, rotate_early=live[rotate] < 0,
         translate=translate, translate_source=source[translate], translate_ratio=ratio[translate],
-        translate_world=(flags[translate] & BoneFlag.APPEND_LOCAL) != 0,
+        translate_world=(flags[translate] & BoneFlag.APPEND_LOCAL) != 0, translate_early=live[translate] < 0,
     )
 
 

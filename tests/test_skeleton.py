@@ -13,7 +13,12 @@ from renderer.rotations import (
     IDENTITY, matrices_to_dual_quaternions, matrix_to_quat, quat_conjugate,
     quat_from_axis_angle, quat_multiply, quat_slerp, quat_to_matrix,
 )
+from renderer.loader import load_model
+from renderer.pmx_writer import write_pmx
+from renderer.renderer import Renderer
 from renderer.skeleton import Skeleton, head_pose_rotations
+from renderer.synthetic import Assembly, BoneSpec, MaterialSpec, cylinder, rigid
+from renderer.synthetic import make_bones as synthetic_bones
 
 BASE_FLAGS = BoneFlag.ROTATABLE | BoneFlag.VISIBLE | BoneFlag.ENABLED
 X, Y, Z = np.eye(3)
@@ -152,15 +157,59 @@ def test_parent_ranks_before_lower_level_child() -> None:
     assert list(Skeleton(bones).order) == [1, 0]
 
 
-@pytest.mark.parametrize("parents, columns", [
-    ([1, 0], {}),
-    ([-1, -1], {"flags": {0: BoneFlag.APPEND_ROTATE, 1: BoneFlag.APPEND_ROTATE},
-                "append_parent": {0: 1, 1: 0}}),
-])
-def test_cycles_are_model_errors(parents: list[int], columns: dict) -> None:
-    bones = make_bones(["甲", "乙"], [[0, 0, 0], [0, 1, 0]], parents, **columns)
-    with pytest.raises(ModelError, match="cyclic.pmx.*cycle.*甲"):
+def test_a_parent_cycle_is_a_model_error() -> None:
+    bones = make_bones(["甲", "乙"], [[0, 0, 0], [0, 1, 0]], [1, 0])
+    with pytest.raises(ModelError, match="cyclic.pmx.*parent cycle.*甲"):
         Skeleton(bones, path="cyclic.pmx")
+
+
+@pytest.mark.parametrize("levels, order, angles", [
+    ({}, [0, 1], [40, 80]),  # 甲 first reads 乙's own 40 degrees: 20 + 20; 乙 reads 甲's 40: 40 + 40
+    ({0: 1}, [1, 0], [50, 60]),  # a higher transform level puts 甲 last: 乙 = 40 + 20, 甲 = 20 + 30
+])
+def test_an_append_cycle_follows_mmds_order_each_bone_reading_what_its_source_holds(
+        levels: dict, order: list[int], angles: list[float]) -> None:
+    rotate = BoneFlag.APPEND_ROTATE
+    bones = make_bones(["甲", "乙"], [[0, 0, 0], [1, 0, 0]], [-1, -1], flags={0: rotate, 1: rotate},
+                       append_parent={0: 1, 1: 0}, append_ratio={0: 0.5, 1: 1.0}, transform_level=levels)
+    skeleton = Skeleton(bones)
+    assert list(skeleton.order) == order
+    pose = skeleton.pose({0: rot(Y, 20), 1: rot(Y, 40)})
+    assert [angle_about(q, Y) for q in pose.rotations] == pytest.approx(angles, abs=1e-3)
+
+
+def test_a_cycle_through_a_parent_and_an_append_link_is_cut_at_the_append_link() -> None:
+    """乙 is 甲's parent and takes 甲's motion: 乙 goes first, reading 甲 before it moves."""
+    local = BoneFlag.APPEND_ROTATE | BoneFlag.APPEND_TRANSLATE | BoneFlag.APPEND_LOCAL
+    for flags in (BoneFlag.APPEND_ROTATE | BoneFlag.APPEND_TRANSLATE, local):
+        bones = make_bones(["甲", "乙"], [[0, 1, 0], [0, 0, 0]], [1, -1], flags={1: flags},
+                           append_parent={1: 0}, append_ratio={1: 1.0})
+        skeleton = Skeleton(bones)
+        assert list(skeleton.order) == [1, 0]
+        pose = skeleton.pose({0: rot(X, 30), 1: rot(X, 10)}, {0: [0, 0, 1]})
+        in_model_space = bool(flags & BoneFlag.APPEND_LOCAL)  # rest before it moves; else its own motion
+        assert angle_about(pose.rotations[1], X) == pytest.approx(10 if in_model_space else 40, abs=1e-3)
+        assert np.allclose(pose.world[1, :3, 3], [0, 0, 0] if in_model_space else [0, 0, 1], atol=1e-6)
+        assert angle_about(pose.rotations[0], X) == pytest.approx(30 + (10 if in_model_space else 40), abs=1e-3)
+
+
+def test_twist_bones_naming_each_other_as_append_parents_load_pose_and_render(tmp_path) -> None:
+    """A generated arm whose 左手捩1..3 take from each other in a ring, as some real models do."""
+    twist = BoneFlag.ROTATABLE | BoneFlag.VISIBLE | BoneFlag.ENABLED | BoneFlag.APPEND_ROTATE
+    specs = [BoneSpec("センター", "center", (0, 8, 0)), BoneSpec("左腕", "arm_L", (1, 13, 0), 0)]
+    specs += [BoneSpec(f"左手捩{k}", f"twist{k}_L", (1 + 2 * k, 13, 0), k, flags=twist,
+                       append=(2 + k % 3, 0.5)) for k in (1, 2, 3)]  # 1 <- 2 <- 3 <- 1
+    build = Assembly(synthetic_bones(specs))
+    build.add(MaterialSpec("腕", "arm"), *((m, rigid(len(m), b)) for b in range(1, 5)
+                                           for m in [cylinder((2 * b, 13, 0), 0.5, 2, axis="x")]))
+    write_pmx(build.model("捩れ", "twist ring", [], version=2.0), tmp_path / "twist.pmx")
+    model = load_model(tmp_path / "twist.pmx")
+    pose = Skeleton(model.bones, model.path).pose({2: rot(X, 10), 3: rot(X, 20), 4: rot(X, 40)})
+    # MMD's order 1, 2, 3: 捩1 = 10 + 20/2 and 捩2 = 20 + 40/2 read their sources before they are
+    # evaluated; 捩3 = 40 + 20/2 reads 捩1's result. World rotations add up along the chain.
+    assert [angle_about(q, X) for q in pose.rotations[2:]] == pytest.approx([20, 60, 110], abs=1e-3)
+    with Renderer(model, size=32) as renderer:
+        assert renderer.render([0] * 6)[..., 3].any()
 
 
 def test_out_of_range_parent_is_a_model_error() -> None:
