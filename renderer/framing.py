@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from renderer.model import Model
-from renderer.skeleton import HEAD
+from renderer.humanoid import head_bone
 
 HEAD_FRACTION = 0.5  # head top to chin = half of the image height (128 of 256 rows)
 BODY_MARGIN = 1.05  # full-body framing leaves 5% around the model
@@ -94,7 +94,7 @@ def fit_depth(camera: Camera, model: Model) -> Camera:
 
 def head_center_x(model: Model) -> float:
     """x of the head bone (DESIGN.md centres the framing on it), or the model's middle without one."""
-    index = model.bones.find(HEAD)
+    index = head_bone(model)
     if index >= 0:
         return float(model.bones.positions[index, 0])
     low, high = model_bounds(model)

@@ -21,6 +21,7 @@ from renderer.framing import Camera, fit_depth, head_camera, head_center_x, mode
 from renderer.model import MaterialFlag, Model
 from renderer.morphs import MorphEvaluator, morph_index, name_weights
 from renderer.shading import TABLE_WIDTH, MaterialMaps, TextureCache, material_table
+from renderer.humanoid import head_bone, neck_bone
 from renderer.skeleton import Skeleton, head_pose_rotations
 from renderer.textures import load_texture, shared_toon
 
@@ -89,6 +90,7 @@ class Renderer:
         self.camera = fit_depth(head_camera(*self.head_bounds, head_center_x(model)), model)
         self._channels = _bind_morphs(model, morphs or MorphBinding())
         self._skeleton = Skeleton(model.bones, model.path)
+        self._head, self._neck = head_bone(model), neck_bone(model)
         self._evaluator = MorphEvaluator(model)
         self._ctx = get_context(gpu)
         self._objects: list = []
@@ -186,9 +188,9 @@ class Renderer:
         key = tuple(pose[3:])
         if key == self._last_rotation:
             return
-        # a model without 首/頭 still renders unrotated
-        rotations = (head_pose_rotations(self.model.bones, pose, self.max_degrees, self.model.path)
-                     if any(key) else {})
+        if any(key) and self._head < 0:  # such a model still renders unrotated
+            raise ModelError(self.model.path, "no head bone (by name or by geometry) to rotate")
+        rotations = head_pose_rotations(self._neck, self._head, pose, self.max_degrees) if any(key) else {}
         bone_pose = self._skeleton.pose(*self._morph_state.combine(rotations))
         self._bone_buffer.write(np.ascontiguousarray(bone_pose.matrices.transpose(0, 2, 1), np.float32))
         self._last_rotation = key

@@ -523,6 +523,42 @@ def prop_model(texture: str = "wood.png") -> Model:
     return build.model("椅子", "chair", [], version=2.0)
 
 
+# role -> (MMD name, English name, parent role, position, a mesh skinned to it or None)
+_HUMANOID = {
+    "root": ("センター", "center", None, (0, 8, 0), None),
+    "lower_body": ("下半身", "lower body", "root", (0, 9.5, 0), box((0, 5, 0), (2.4, 9, 1.2))),
+    "upper_body": ("上半身", "upper body", "root", (0, 10, 0), box((0, 11, 0), (3, 2, 1.6))),
+    "upper_body2": ("上半身2", "upper body2", "upper_body", (0, 12, 0), box((0, 13, 0), (3, 2, 1.6))),
+    "neck": ("首", "neck", "upper_body2", (0, 14, 0), cylinder((0, 14.5, 0), 0.45, 1.0)),
+    "head": ("頭", "head", "neck", (0, 15, 0), cylinder((0, 16.8, 0), 1.6, 3.6, segments=16, rings=6)),
+    "eyes": ("両目", "eyes", "head", (0, 19, 0), None),
+    "eye_left": ("左目", "eye_L", "head", (0.7, 16.9, 1.5), cylinder((0.7, 16.9, 1.6), 0.35, 0.05, axis="z")),
+    "eye_right": ("右目", "eye_R", "head", (-0.7, 16.9, 1.5), cylinder((-0.7, 16.9, 1.6), 0.35, 0.05, axis="z")),
+    "back_hair": ("後髪", "back hair", "head", (0, 18, -1.4), box((0, 14.5, -1.9), (3.4, 7, 0.5))),
+    "ahoge": ("アホ毛", "ahoge", "head", (0, 18.6, 0), box((0, 19.4, 0), (0.15, 1.6, 0.15))),
+}
+HUMANOID_ROLES = tuple(_HUMANOID)
+
+
+def humanoid_model(names: dict[str, str] | None = None, names_en: dict[str, str] | None = None,
+                   unskinned: dict[str, str] | None = None) -> Model:
+    """A small figure whose bones are named by role (``HUMANOID_ROLES``): MMD's names unless
+    ``names`` / ``names_en`` say otherwise, plus ``unskinned`` {name: role} bones at a
+    role's place carrying no vertices (Rigify's ORG- copies, say). For bone-finding tests."""
+    english = names_en if names_en is not None else names
+    names = {**{role: v[0] for role, v in _HUMANOID.items()}, **(names or {})}
+    names_en = {**{role: v[1] for role, v in _HUMANOID.items()}, **(english or {})}
+    index = {role: i for i, role in enumerate(_HUMANOID)}
+    specs = [BoneSpec(names[role], names_en[role], position, index[parent] if parent else -1, tail=(0, 0, 0))
+             for role, (_, _, parent, position, _) in _HUMANOID.items()]
+    specs += [BoneSpec(name, name, _HUMANOID[role][3], index[_HUMANOID[role][2]], tail=(0, 0, 0))
+              for name, role in (unskinned or {}).items()]
+    build = Assembly(make_bones(specs))
+    build.add(MaterialSpec("体", "body", (0.9, 0.8, 0.7, 1)),
+              *((mesh, rigid(len(mesh), index[role])) for role, (*_, mesh) in _HUMANOID.items() if mesh))
+    return build.model("人型", "humanoid", [], version=2.0)
+
+
 # ---------------------------------------------------------------- files
 
 def _texture_images() -> dict[str, tuple[np.ndarray, str]]:

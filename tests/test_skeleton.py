@@ -233,7 +233,7 @@ CHIN, NOSE, TOP = np.array([0, 10.5, 0.8]), np.array([0, 11.3, 1.0]), np.array([
 
 def posed_point(pose6: list[float], point: np.ndarray, bone: str = "頭") -> np.ndarray:
     bones = head_bones()
-    pose = Skeleton(bones).pose(head_pose_rotations(bones, pose6))
+    pose = Skeleton(bones).pose(head_pose_rotations(bones.find("首"), bones.find("頭"), pose6))
     return transform(pose.matrices[bones.find(bone)], point)
 
 
@@ -255,18 +255,15 @@ def test_neck_z_tilts_towards_the_right_shoulder() -> None:
 
 
 def test_pose_angles_scale_to_max_degrees() -> None:
-    bones = head_bones()
-    rotations = head_pose_rotations(bones, [1, 1, 1, 0.5, 0, -1], max_degrees=20)
+    rotations = head_pose_rotations(1, 2, [1, 1, 1, 0.5, 0, -1], max_degrees=20)
     assert angle_about(rotations[1], Z) == pytest.approx(10)
     assert angle_about(rotations[2], Y) == pytest.approx(-20)
     assert set(rotations) == {1, 2}
 
 
-@pytest.mark.parametrize("names, missing", [
-    (["センター", "首", "手首", "足首", "目"], "頭"),
-    (["センター", "足首", "頭", "手首", "目"], "首"),
-])
-def test_missing_neck_or_head_is_a_model_error(names: list[str], missing: str) -> None:
-    bones = make_bones(names, np.zeros((5, 3)), [-1, 0, 1, 2, 2])
-    with pytest.raises(ModelError, match=f"no_head.pmx.*{missing}"):
-        head_pose_rotations(bones, [0] * 6, path="no_head.pmx")
+def test_without_a_neck_the_head_bone_also_tilts() -> None:
+    pose6 = [0, 0, 0, 0.5, 1, -1]
+    with_neck = Skeleton(head_bones()).pose(head_pose_rotations(1, 2, pose6))
+    (only,) = head_pose_rotations(-1, 2, pose6).items()
+    assert only[0] == 2
+    assert np.allclose(quat_to_matrix(only[1]), with_neck.world[2, :3, :3], atol=1e-6)
