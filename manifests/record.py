@@ -14,6 +14,8 @@ from typing import Any
 ROLES = ("mouth_open", "blink", "wink_left", "wink_right",
          "smile_blink", "smile_wink_left", "smile_wink_right")
 STATUSES = ("ok", "rejected", "unlabeled")
+SPLITS = ("train", "val", "test")  # a split names a shard file: a closed set, never a path
+HEAD_LIMIT = 1e5  # |y| of head bounds; MMD models are tens of units tall
 SOURCES = ("suggested", "annotated")
 FIELDS = ("model", "sha256", "group", "split", "status", "reject_reason", "head", "morphs",
           "layers", "source", "confidence")
@@ -84,8 +86,12 @@ class Record:
         _check_str(self.model, "model", where, empty=False)
         if "\\" in self.model or self.model.startswith("/"):
             raise ManifestError(where, f"model {self.model!r} must be relative with forward slashes")
+        if ".." in self.model.split("/"):
+            raise ManifestError(where, f"model {self.model!r} must stay inside the models root (no '..')")
         for name in ("sha256", "split", "reject_reason"):
             _check_str(getattr(self, name), name, where, optional=True)
+        if self.split is not None:
+            _check_choice(self.split, "split", SPLITS, where)
         _check_str(self.group, "group", where)
         _check_choice(self.status, "status", STATUSES, where)
         _check_choice(self.source, "source", SOURCES, where)
@@ -106,6 +112,10 @@ def _check_str(value: Any, name: str, where: str, optional: bool = False, empty:
         return
     if not isinstance(value, str) or (not empty and not value):
         raise ManifestError(where, f"{name} must be a {'non-empty ' if not empty else ''}string, got {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a JSON escape cannot be written back
+        raise ManifestError(where, f"{name} is not valid Unicode text: {value!r}") from None
 
 
 def _check_choice(value: Any, name: str, choices: tuple[str, ...], where: str) -> None:
@@ -125,6 +135,9 @@ def _check_head(head: Any, where: str) -> None:
     if not isinstance(head, dict) or set(head) != {"top", "bottom"}:
         raise ManifestError(where, f"head must be null or {{\"top\", \"bottom\"}}, got {head!r}")
     _check_mapping(head, "head", where, (int, float))
+    absurd = [key for key in ("top", "bottom") if not abs(head[key]) <= HEAD_LIMIT]  # also NaN, inf
+    if absurd:
+        raise ManifestError(where, f"head {absurd[0]} {head[absurd[0]]} is not a finite y within ±{HEAD_LIMIT:g}")
     if not head["top"] > head["bottom"]:
         raise ManifestError(where, f"head top {head['top']} must lie above bottom {head['bottom']}")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import TracebackType
@@ -23,6 +24,7 @@ import h5py
 import hdf5plugin
 import numpy as np
 
+from manifests.record import SPLITS
 from manifests.store import write_text_atomic
 
 FORMAT_VERSION = 1
@@ -244,7 +246,28 @@ def read_index(root: str | os.PathLike) -> dict:
     if not isinstance(index, dict) or index.get("format_version") != FORMAT_VERSION:
         found = index.get("format_version") if isinstance(index, dict) else None
         raise DatasetError(f"{path}: format_version {found}, this reader knows {FORMAT_VERSION}")
+    _check_entries(path, index.get("shards"))
     return index
+
+
+SHARD_FILE = re.compile(rf"{SHARDS_DIR}/({'|'.join(SPLITS)})-\d{{5}}\.h5")
+
+
+def _check_entries(path: Path, entries: Any) -> None:
+    """Every shard entry names a file inside ``shards/``, of its own split, once: an index
+    cannot send a reader (or verify) to a file elsewhere, or to one shard twice."""
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise DatasetError(f"{path}: 'shards' must be a list of objects")
+    seen: set[str] = set()
+    for entry in entries:
+        name, split = entry.get("file"), entry.get("split")
+        match = SHARD_FILE.fullmatch(name) if isinstance(name, str) else None
+        if match is None or match.group(1) != split:
+            raise DatasetError(f"{path}: shard entry {name!r} (split {split!r}) is not "
+                               f"{SHARDS_DIR}/{{split}}-NNNNN.h5 of one of {', '.join(SPLITS)}")
+        if name in seen:
+            raise DatasetError(f"{path}: shard {name} is listed twice")
+        seen.add(name)
 
 
 def write_index(root: str | os.PathLike, index: dict) -> None:

@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
-SPLITS = ("train", "val", "test")
+from manifests.record import SPLITS
 DEFAULT_FRACTIONS: dict[str, float] = {"train": 0.9, "val": 0.05, "test": 0.05}
 
 

@@ -61,6 +61,8 @@ class Camera:
 def head_camera(top_y: float, chin_y: float, center_x: float = 0.0) -> Camera:
     """DESIGN.md's head framing: top and chin on the middle half of the image height."""
     height = float(top_y) - float(chin_y)
+    if not np.isfinite(height):  # inf, nan or bounds so far apart that nothing would be drawn
+        raise ValueError(f"head bounds ({top_y}, {chin_y}) must be finite model-space y")
     if not height > 0:
         raise ValueError(f"head top ({top_y}) must be above the chin ({chin_y})")
     return Camera(float(center_x), (float(top_y) + float(chin_y)) / 2, height / (2 * HEAD_FRACTION))

@@ -41,12 +41,29 @@ def test_round_trip_keeps_every_field_and_key_order():
     ({"status": "rejected"}, "needs a reject_reason"),
     ({"confidence": {"head": 1.5}}, "outside [0, 1]"),
     ({"extra": 1}, "unknown field"),
+    ({"head": {"top": float("inf"), "bottom": 17.0}}, "head top inf is not a finite y"),
+    ({"head": {"top": 20.0, "bottom": float("nan")}}, "head bottom nan is not a finite y"),
+    ({"head": {"top": 1e308, "bottom": -1e308}}, "head top 1e+308 is not a finite y"),
+    ({"split": "../../../escaped"}, "split must be one of train, val, test"),
+    ({"model": "../outside.pmx"}, "must stay inside the models root"),
+    ({"model": "a/../../outside.pmx"}, "must stay inside the models root"),
 ])
 def test_validation_names_file_line_and_problem(tmp_path, change, message):
     data = json.loads(make("a.pmd").to_json()) | change
     path = tmp_path / "m.jsonl"
     path.write_text(make("ok.pmd").to_json() + "\n\n" + json.dumps(data, ensure_ascii=False) + "\n", "utf-8")
     with pytest.raises(ManifestError, match=rf"m\.jsonl:3: .*{re.escape(message)}"):
+        read_manifest(path)
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"model": "a.pmd", "head": {"top": 1e400, "bottom": 0}}', "head top inf is not a finite y"),
+    ('{"model": "a.pmd", "status": "rejected", "reject_reason": "\\ud800"}', "reject_reason is not valid Unicode"),
+])
+def test_json_that_python_decodes_but_cannot_render_or_write(tmp_path, line, message):
+    path = tmp_path / "m.jsonl"
+    path.write_text(line + "\n", "utf-8")
+    with pytest.raises(ManifestError, match=rf"m\.jsonl:1: {re.escape(message)}"):
         read_manifest(path)
 
 

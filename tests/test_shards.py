@@ -135,3 +135,15 @@ def test_index_round_trip_and_errors(tmp_path):
     (tmp_path / "empty" / "index.json").write_text('{"format_version": 7}')
     with pytest.raises(DatasetError, match="format_version 7"):
         read_index(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("entries, message", [
+    ([{"file": "shards/../../../escaped-00000.h5", "split": "../../../escaped"}], "is not shards/"),
+    ([{"file": "/etc/train-00000.h5", "split": "train"}], "is not shards/"),
+    ([{"file": "shards/train-00000.h5", "split": "val"}], "is not shards/"),
+    ([{"file": "shards/train-00000.h5", "split": "train"}] * 2, "listed twice"),
+])
+def test_index_entries_stay_inside_the_dataset_and_appear_once(tmp_path, entries, message):
+    write_index(tmp_path, {"format_version": FORMAT_VERSION, "shards": entries, "splits": {}, "config": {}})
+    with pytest.raises(DatasetError, match=message):
+        read_index(tmp_path)
