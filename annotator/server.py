@@ -6,7 +6,13 @@ each decision is merged into the manifest at once (``upsert_records``: locked, m
 by model, atomic), so a crash loses at most the model being edited and two annotators
 can share one manifest. Images come from the project's renderer (``annotator.views``).
 
-JSON API (errors are ``{"error": message}`` with status 400, 404 or 409):
+Only requests addressed to the hosts it serves (loopback names, or ``--host``) are
+answered, so a web page that rebinds its DNS name to 127.0.0.1 gets 403; writes must
+be JSON (``Content-Type: application/json``), at most ``MAX_BODY`` bytes, and come from
+the GUI's own origin when the browser names one (``Origin``), so another site's page
+cannot post decisions.
+
+JSON API (errors are ``{"error": message}`` with status 400, 403, 404, 409, 413 or 415):
 
 ``GET /api/models``
     ``{"models": [{"id", "model", "status", "source", "confidence", "pending",
@@ -47,25 +53,31 @@ JSON API (errors are ``{"error": message}`` with status 400, 404 or 409):
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from concurrent.futures import CancelledError, Future
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, jsonify, request, send_from_directory
 
 from annotator.layers import DEFAULT as LAYER_CONFIG
 from annotator.suggest import relative_model_path, suggest
 from annotator.views import RenderService, ModelInfo
-from manifests.record import ROLES, ManifestError, Record
+from manifests.record import HEAD_LIMIT, ROLES, ManifestError, Record
 from manifests.store import default_models_root, model_sha256, read_manifest, upsert_records
 from renderer.errors import ModelError
 
 MODEL_SUFFIXES = (".pmx", ".pmd")
 STATIC = Path(__file__).resolve().parent / "static"
 PNG_CACHE = "private, max-age=3600"  # every image is a pure function of its URL
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+MAX_BODY = 64 * 1024  # bytes of a request body: a decision is well under 1 kB
+MAX_REASON = 1000  # characters of a reject reason
 log = logging.getLogger(__name__)
 
 
@@ -283,20 +295,43 @@ class Annotator:
 
 
 def create_app(models_dir: str | os.PathLike, manifest_path: str | os.PathLike,
-               models_root: str | os.PathLike | None = None) -> Flask:
+               models_root: str | os.PathLike | None = None, hosts: Iterable[str] = ()) -> Flask:
     """The GUI over every model below ``models_dir``; decisions go to ``manifest_path``.
 
     ``models_root`` (default: the manifest's folder) is what manifest names are relative
-    to. Raises SetupError for an unusable folder or manifest, ManifestError for a bad
-    manifest line. ``app.extensions["mmdsynth"].close()`` stops its threads and render process.
+    to; ``hosts`` are host names it answers to besides the loopback ones. Raises
+    SetupError for an unusable folder or manifest, ManifestError for a bad manifest
+    line. ``app.extensions["mmdsynth"].close()`` stops its threads and render process.
     """
     manifest = Path(manifest_path)
     root = Path(models_root) if models_root is not None else default_models_root(manifest)
     annotator = Annotator(Catalog(Path(models_dir), manifest, root), RenderService())
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.extensions["mmdsynth"] = annotator
+    _guard(app, {*LOOPBACK_HOSTS, *(host.lower() for host in hosts)})
     _routes(app, annotator)
     return app
+
+
+def _guard(app: Flask, hosts: set[str]) -> None:
+    """Refuse requests for other hosts (DNS rebinding) and writes a browser sends from another origin."""
+
+    @app.before_request
+    def check_request():
+        if urlsplit(f"//{request.host}").hostname not in hosts:
+            raise ApiError(403, f"this server answers only to {', '.join(sorted(hosts))}, "
+                                f"not to host {request.host!r}")
+        if request.method == "POST":
+            origin = request.headers.get("Origin")
+            if origin is not None and origin != request.host_url.rstrip("/"):
+                raise ApiError(403, f"writes must come from this GUI's page, not from {origin!r}")
+            if not request.is_json:
+                raise ApiError(415, "writes must be JSON (Content-Type: application/json)")
+
+    @app.errorhandler(413)
+    def too_large(error):
+        return jsonify(error=f"the request body is larger than {MAX_BODY} bytes"), 413
 
 
 def _routes(app: Flask, annotator: Annotator) -> None:
@@ -375,6 +410,8 @@ def _routes(app: Flask, annotator: Annotator) -> None:
         reason = _payload().get("reason")
         if not isinstance(reason, str) or not reason.strip():
             raise ApiError(400, "reject needs a reason")
+        if len(reason) > MAX_REASON:
+            raise ApiError(400, f"the reason is longer than {MAX_REASON} characters")
         record = catalog.save(decided(catalog.basis(entry), status="rejected", reject_reason=reason.strip()))
         return jsonify(record=record.to_dict(), progress=catalog.progress())
 
@@ -395,7 +432,10 @@ def _png(png: bytes, headers: dict[str, str] | None = None) -> Response:
 
 
 def _payload() -> dict[str, Any]:
-    payload = request.get_json(silent=True)
+    try:
+        payload = request.get_json(silent=True)
+    except RecursionError:  # json's decoder gives up on deep nesting this way, not with ValueError
+        raise ApiError(400, "the request body is nested too deeply") from None
     if not isinstance(payload, dict):
         raise ApiError(400, "the request body must be a JSON object")
     return payload
@@ -409,6 +449,8 @@ def _head_query(required: bool) -> tuple[float, float] | None:
         head = float(top), float(bottom)
     except (TypeError, ValueError):
         raise ApiError(400, "top and bottom must be numbers (model-space y)") from None
+    if not all(math.isfinite(y) and abs(y) <= HEAD_LIMIT for y in head):
+        raise ApiError(400, f"top and bottom must be finite, within ±{HEAD_LIMIT:g}")
     if not head[0] > head[1]:
         raise ApiError(400, f"head top {head[0]} must lie above the chin {head[1]}")
     return head

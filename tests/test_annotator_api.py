@@ -284,3 +284,45 @@ def test_gumi_close_ups_of_its_two_morphs_named_futsuu_differ(shared_models, tmp
     finally:
         app.extensions["mmdsynth"].close()
     assert (np.abs(first.astype(int) - second.astype(int)).max(axis=-1) > 100).sum() > 1000  # other eyes and brows
+
+
+def test_other_hosts_and_other_origins_cannot_write(client, tree):
+    """DNS rebinding (a foreign Host) and cross-site posts (a foreign Origin) are refused;
+    the GUI's own page (same Origin) and non-browser clients (no Origin) are not."""
+    model_id = ids(client)[BROKEN]
+    url = f"/api/models/{model_id}/reject"
+    before = (tree / "manifest.jsonl").read_bytes() if (tree / "manifest.jsonl").exists() else b""
+    rebound = client.post(url, json={"reason": "rebound"}, headers={"Host": "evil.example.com"})
+    assert rebound.status_code == 403 and "evil.example.com" in rebound.json["error"]
+    assert client.get("/api/models", headers={"Host": "evil.example.com:8765"}).status_code == 403
+    foreign = client.post(url, json={"reason": "cross-site"}, headers={"Origin": "http://evil.example.com"})
+    assert foreign.status_code == 403 and "evil.example.com" in foreign.json["error"]
+    form = client.post(url, data={"reason": "form post"})
+    assert form.status_code == 415
+    after = (tree / "manifest.jsonl").read_bytes() if (tree / "manifest.jsonl").exists() else b""
+    assert after == before
+    own = client.post(url, json={"reason": "empty file"}, headers={"Origin": "http://localhost"})
+    assert own.status_code == 200, own.json
+    assert client.get("/api/models", headers={"Host": "127.0.0.1:8765"}).status_code == 200
+
+
+def test_hostile_bodies_get_clear_errors_and_write_nothing(client, tree):
+    model_id = ids(client)[DEMO]
+    manifest = tree / "manifest.jsonl"
+    before = manifest.read_bytes() if manifest.exists() else b""
+    reject, confirm = f"/api/models/{model_id}/reject", f"/api/models/{model_id}/confirm"
+    surrogate = client.post(reject, data='{"reason": "bad \\ud800 text"}', content_type="application/json")
+    assert surrogate.status_code == 400 and "Unicode" in surrogate.json["error"]
+    nested = client.post(reject, data="[" * 100_000 + "]" * 100_000, content_type="application/json")
+    assert nested.status_code in (400, 413) and nested.is_json
+    deep = client.post(reject, data="[" * 5_000 + "]" * 5_000, content_type="application/json")
+    assert deep.status_code == 400 and "nested" in deep.json["error"]
+    huge = client.post(reject, json={"reason": "x" * 50_000_000})
+    assert huge.status_code == 413 and huge.is_json
+    long = client.post(reject, json={"reason": "x" * 5_000})
+    assert long.status_code == 400 and "longer" in long.json["error"]
+    for head in ('{"top": Infinity, "bottom": 0}', '{"top": 1e400, "bottom": 0}', '{"top": 1e308, "bottom": -1e308}'):
+        response = client.post(confirm, data=f'{{"head": {head}}}', content_type="application/json")
+        assert response.status_code == 400 and "finite" in response.json["error"], head
+    assert client.get(f"/api/models/{model_id}/preview.png?top=inf&bottom=0").status_code == 400
+    assert (manifest.read_bytes() if manifest.exists() else b"") == before

@@ -33,7 +33,7 @@ def command(directory: str, manifest: str, port: int, host: str, models_root: st
 
     register_user_error(ManifestError)
     try:
-        app = create_app(directory, manifest, models_root)
+        app = create_app(directory, manifest, models_root, hosts=served_hosts(host))
     except (SetupError, ManifestError) as error:
         raise UserError(str(error)) from None
     try:
@@ -52,3 +52,13 @@ def command(directory: str, manifest: str, port: int, host: str, models_root: st
         server.server_close()
         app.extensions["mmdsynth"].close()
     click.echo("stopped; every decision is in the manifest")
+
+
+def served_hosts(host: str) -> list[str]:
+    """Host names the GUI answers to besides loopback: the --host address, and this
+    machine's names when listening on every interface."""
+    import socket
+
+    if host in ("0.0.0.0", "::", ""):
+        return [socket.gethostname(), socket.getfqdn()]
+    return [host]
