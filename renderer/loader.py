@@ -1,8 +1,9 @@
 """``load_model(path)``: format detection by magic bytes, hashing, caching, texture resolution.
 
 Parsing is cached by the file's sha256, in process (a few models) and on disk
-(``$MMDSYNTH_CACHE`` or ``~/.cache/mmdsynth/models/<sha256>.pkl``), so a batch build
-that loads the same model in many workers parses it once. Texture resolution depends
+(``$MMDSYNTH_CACHE`` or ``~/.cache/mmdsynth/models/<sha256>.npz``, a format that cannot
+run code: ``model_cache``), so a batch build that loads the same model in many workers
+parses it once. Texture resolution depends
 on where the file lies, so it runs on every load, after the cache.
 """
 from __future__ import annotations
@@ -10,20 +11,20 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-import pickle
 import tempfile
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from renderer import model_cache
 from renderer.errors import ModelError
 from renderer.model import Model
 from renderer.pmd import read_pmd
 from renderer.pmx import read_pmx
 from renderer.textures import TextureOutsideModel, resolve
 
-_READERS = ("binary.py", "model.py", "pmd.py", "pmx.py", "loader.py")
+_READERS = ("binary.py", "model.py", "pmd.py", "pmx.py", "loader.py", "model_cache.py")
 
 
 def _reader_version() -> str:
@@ -154,11 +155,10 @@ def _cached(sha256: str) -> Model | None:
         _memory.move_to_end(sha256)
         return _memory[sha256]
     try:
-        with open(cache_dir() / f"{sha256}.pkl", "rb") as file:
-            version, model = pickle.load(file)
-    except Exception:  # absent, unreadable or from another version: parse again
+        model = model_cache.load(cache_dir() / f"{sha256}.npz", CACHE_VERSION)
+    except Exception:  # absent, unreadable or not a cache file: parse again
         return None
-    if version != CACHE_VERSION or not isinstance(model, Model):
+    if model is None:  # from another loader version
         return None
     _memory[sha256] = model
     return model
@@ -169,10 +169,14 @@ def _remember(sha256: str, model: Model) -> None:
     while len(_memory) > MEMORY_CACHE_SIZE:
         _memory.popitem(last=False)
     directory = cache_dir()
+    temp = None
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        data = model_cache.dump(model, CACHE_VERSION)
         with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as file:
-            pickle.dump((CACHE_VERSION, model), file, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(file.name, directory / f"{sha256}.pkl")
-    except OSError:
-        pass  # a read-only or full cache directory only costs speed
+            temp = Path(file.name)
+            file.write(data)
+        os.replace(temp, directory / f"{sha256}.npz")
+    except OSError:  # a read-only or full cache directory only costs speed
+        if temp is not None:
+            temp.unlink(missing_ok=True)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from renderer import loader
+from renderer import loader, model_cache
 from renderer.errors import ModelError
 from renderer.loader import inspect_model, load_model, parse_model
 from renderer.model import BoneFlag, Deform, IKChain, Morph, MorphKind
@@ -344,20 +344,62 @@ def test_a_texture_outside_the_model_folder_is_missing_with_a_warning(tmp_path):
 def test_disk_cache_is_keyed_by_content_and_versioned(tmp_path):
     write_pmx(prop_model(), tmp_path / "chair.pmx")
     first = load_model(tmp_path / "chair.pmx")
-    entry = tmp_path / "cache" / f"{first.sha256}.pkl"
+    entry = tmp_path / "cache" / f"{first.sha256}.npz"
     assert entry.is_file() and not list((tmp_path / "cache").glob("*.tmp"))
-    version, cached = pickle.loads(entry.read_bytes())
+    cached = model_cache.load(entry, loader.CACHE_VERSION)
     cached.name = "from the disk cache"
-    entry.write_bytes(pickle.dumps((version, cached)))
+    entry.write_bytes(model_cache.dump(cached, loader.CACHE_VERSION))
     loader.clear_memory_cache()
     assert load_model(tmp_path / "chair.pmx").name == "from the disk cache"
-    entry.write_bytes(pickle.dumps(("another loader", cached)))
+    entry.write_bytes(model_cache.dump(cached, "another loader"))
     loader.clear_memory_cache()
     assert load_model(tmp_path / "chair.pmx").name == prop_model().name
     entry.write_bytes(b"garbage")
     loader.clear_memory_cache()
     assert load_model(tmp_path / "chair.pmx").name == prop_model().name
     assert load_model(tmp_path / "chair.pmx", cache=False).name == prop_model().name
+
+
+def test_disk_cache_round_trips_every_feature(tmp_path):
+    files = write_feature_files(tmp_path, large_vertices=2_000)
+    parsed = load_model(files["feature"], cache=False)
+    loader.clear_memory_cache()
+    load_model(files["feature"])  # writes the cache entry
+    loader.clear_memory_cache()
+    cached = load_model(files["feature"])
+    assert repr(cached) == repr(parsed)  # every field, arrays included (numpy reprs them in full below 1000)
+    for name in ("positions", "bone_indices", "sdef_c", "extra_uv"):
+        assert np.array_equal(getattr(cached.vertices, name), getattr(parsed.vertices, name))
+    assert [(m.kind, m.index.tolist(), m.data.tolist()) for m in cached.morphs] == \
+        [(m.kind, m.index.tolist(), m.data.tolist()) for m in parsed.morphs]
+    assert cached.bones.ik.keys() == parsed.bones.ik.keys()
+
+
+class Planted:
+    """A pickle that, when loaded, creates a file: what an attacker would plant in the cache."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_planted_cache_file_cannot_run_code(tmp_path):
+    write_pmx(prop_model(), tmp_path / "chair.pmx")
+    sha256 = load_model(tmp_path / "chair.pmx", cache=False).sha256
+    marker = tmp_path / "code-ran"
+    (tmp_path / "cache").mkdir()
+    for name in (f"{sha256}.pkl", f"{sha256}.npz"):  # the old cache name and the new one
+        (tmp_path / "cache" / name).write_bytes(pickle.dumps((loader.CACHE_VERSION, Planted(marker))))
+    assert load_model(tmp_path / "chair.pmx").name == prop_model().name
+    assert not marker.exists()
+    objects = tmp_path / "objects.npz"  # an .npz whose arrays are pickled objects
+    np.savez(objects, **{model_cache.DESCRIPTION: np.array([Planted(marker)], dtype=object)})
+    (tmp_path / "cache" / f"{sha256}.npz").write_bytes(objects.read_bytes())
+    loader.clear_memory_cache()
+    assert load_model(tmp_path / "chair.pmx").name == prop_model().name
+    assert not marker.exists()
 
 
 def test_memory_cache_hands_out_independent_copies(tmp_path):
