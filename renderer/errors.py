@@ -12,4 +12,9 @@ class ModelError(ValueError):
     def __init__(self, path: str | None, reason: str):
         self.path = path
         self.reason = reason
-        super().__init__(f"{path or '<bytes>'}: {reason}")
+        super().__init__(f"{one_line(path or '<bytes>')}: {reason}")
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped (a newline in a file name must not split a report)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import stat
 import tempfile
 import time
 from collections import OrderedDict
@@ -36,6 +37,7 @@ def _reader_version() -> str:
 
 
 CACHE_VERSION = _reader_version()
+MAX_MODEL_BYTES = 1 << 30  # the largest MMD models are a few hundred MB; more is not a model
 MEMORY_CACHE_SIZE = 4
 _memory: OrderedDict[str, Model] = OrderedDict()
 
@@ -99,10 +101,23 @@ def inspect_model(path: str | Path) -> ModelInfo:
 
 
 def read_model_bytes(path: Path) -> bytes:
+    """The file's bytes; a FIFO, device or folder (which would hang or never end) and a
+    file over ``MAX_MODEL_BYTES`` (which would exhaust memory) are ModelErrors."""
     try:
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO must not wait for a writer
     except OSError as error:
         raise ModelError(str(path), f"cannot read file ({error.strerror or error})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_MODEL_BYTES:
+        os.close(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ModelError(str(path), "not a regular file (a folder, device or pipe)")
+        raise ModelError(str(path), f"{info.st_size:,} bytes, more than a model file can be ({MAX_MODEL_BYTES:,})")
+    with os.fdopen(fd, "rb") as file:
+        try:
+            return file.read()
+        except OSError as error:
+            raise ModelError(str(path), f"cannot read file ({error.strerror or error})") from None
 
 
 def _placed(model: Model, path: Path, sha256: str) -> Model:

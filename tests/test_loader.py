@@ -442,3 +442,30 @@ def test_info_command_reports_each_model_and_fails_for_bad_ones(tmp_path):
     assert result.stderr.strip().splitlines() == [f"error: {paths[1]}: no vertices: not a character model"]
     plain = CliRunner().invoke(cli, ["info", paths[0]])
     assert plain.exit_code == 0 and "vertices" in plain.output
+
+
+def test_files_that_are_not_models_fail_at_once_in_one_line(tmp_path, monkeypatch):
+    """A FIFO (would block), a device (endless), a folder, a file over the size cap (would
+    exhaust memory) and a name with a newline: one ModelError line each, from `info` too,
+    with no progress bar between the lines of a non-terminal stderr."""
+    import os
+    import subprocess
+    import sys
+
+    os.mkfifo(tmp_path / "pipe.pmx")
+    (tmp_path / "folder.pmx").mkdir()
+    with open(tmp_path / "huge.pmx", "wb") as file:
+        file.truncate(loader.MAX_MODEL_BYTES + 1)  # sparse: no disk used
+    (tmp_path / "two\nlines.pmx").write_bytes(b"")
+    bad = [tmp_path / "pipe.pmx", "/dev/zero", tmp_path / "folder.pmx", tmp_path / "huge.pmx"]
+    files = [bad[0], bad[1], bad[3], tmp_path / "two\nlines.pmx"]  # click itself refuses a folder
+    paths = [str(path) for path in files * 2]  # 8 files: the bar would show
+    result = subprocess.run([sys.executable, "-c", "from pipeline.cli import main; main()", "info", *paths], capture_output=True,
+                            text=True, timeout=30)  # before the fix: blocked on the FIFO
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == len(paths) and all(line.startswith("error: ") for line in lines), lines
+    assert "two\\nlines.pmx: empty file" in lines[3]
+    for path, reason in zip(bad, ["not a regular file"] * 3 + ["more than a model file can be"]):
+        with pytest.raises(ModelError, match=reason):
+            load_model(path)

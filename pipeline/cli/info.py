@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 
 import click
 
@@ -26,7 +27,8 @@ def command(ctx: click.Context, models: tuple[str, ...], as_json: bool) -> None:
     from renderer.loader import inspect_model
 
     failed = False
-    for path in tqdm(models, desc="info", unit="model", disable=len(models) < 8, leave=False):
+    quiet = len(models) < 8 or not sys.stderr.isatty()  # a bar between error lines of a log is noise
+    for path in tqdm(models, desc="info", unit="model", disable=quiet, leave=False):
         try:
             info = inspect_model(path)
         except ModelError as error:
