@@ -69,7 +69,7 @@ from annotator.layers import DEFAULT as LAYER_CONFIG
 from annotator.suggest import relative_model_path, suggest
 from annotator.views import RenderService, ModelInfo
 from manifests.record import HEAD_LIMIT, ROLES, ManifestError, Record
-from manifests.store import default_models_root, model_sha256, read_manifest, upsert_records
+from manifests.store import default_models_root, model_sha256, read_manifest, repeated_models, upsert_records
 from renderer.errors import ModelError
 
 MODEL_SUFFIXES = (".pmx", ".pmd")
@@ -113,6 +113,10 @@ def scan_models(models_dir: Path, models_root: Path) -> list[Entry]:
     files = [path for path in models_dir.rglob("*") if path.suffix.lower() in MODEL_SUFFIXES and path.is_file()]
     if not files:
         raise SetupError(f"{models_dir}: no .pmx or .pmd files in it or below it")
+    outside = [path for path in files if not path.resolve().is_relative_to(models_root.resolve())]
+    for path in outside:  # a symlink out of the tree: no manifest name, but no reason to stop either
+        log.warning("skipping %s: it leads outside the models root %s", path, models_root)
+    files = [path for path in files if path not in outside]
     names = sorted((relative_model_path(path, models_root), path) for path in files)
     return [Entry(i, path, name) for i, (name, path) in enumerate(names)]
 
@@ -132,6 +136,7 @@ class Catalog:
         self._saved: dict[str, Record] = {}
         self._suggested: dict[str, Record] = {}
         self._mtime: float | None = None
+        self.repeated: list[str] = []  # models the manifest lists more than once (repeated_models)
         self._lock = threading.Lock()
         self._suggesting = {entry.name: threading.Lock() for entry in self.entries}
         self.refresh()
@@ -145,9 +150,10 @@ class Catalog:
         """Re-read the manifest when someone (another annotator too) changed it."""
         mtime = self.manifest.stat().st_mtime_ns if self.manifest.exists() else None
         if mtime != self._mtime:
-            records = {record.model: record for record in read_manifest(self.manifest)} if mtime else {}
+            found = read_manifest(self.manifest) if mtime else []
+            records = {record.model: record for record in found}  # the last line of a model wins
             with self._lock:
-                self._saved, self._mtime = records, mtime
+                self._saved, self._mtime, self.repeated = records, mtime, repeated_models(found)
 
     def record(self, entry: Entry) -> Record:
         """The saved record, else the suggestion (computed now if it is not yet)."""

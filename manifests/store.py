@@ -17,7 +17,8 @@ from typing import Iterator
 
 from manifests.record import ManifestError, Record
 
-__all__ = ["ManifestError", "read_manifest", "upsert_records", "model_sha256", "default_models_root"]
+__all__ = ["ManifestError", "read_manifest", "upsert_records", "model_sha256", "default_models_root",
+           "repeated_models"]
 
 
 def read_manifest(path: str | os.PathLike) -> list[Record]:
@@ -29,6 +30,15 @@ def read_manifest(path: str | os.PathLike) -> list[Record]:
         raise ManifestError(str(path), f"not UTF-8 text ({error.reason})") from None
     return [Record.from_json(line, f"{path}:{number}")
             for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def repeated_models(records: Iterable[Record]) -> list[str]:
+    """Models listed more than once, each as ``name (status, status, ...)``: a hand-edited or
+    concatenated manifest may say ``ok`` and ``rejected`` for one file, and nothing may pick one silently."""
+    statuses: dict[str, list[str]] = {}
+    for record in records:
+        statuses.setdefault(record.model, []).append(record.status)
+    return [f"{model} ({', '.join(found)})" for model, found in sorted(statuses.items()) if len(found) > 1]
 
 
 def upsert_records(path: str | os.PathLike, records: Iterable[Record]) -> list[Record]:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from manifests.store import repeated_models
 from pipeline.splits import DEFAULT_FRACTIONS, assign_splits, group_of
 
 DEFAULT_SHARD_SIZE = 1000  # samples; ~0.5 GB of raw images per shard at 256 px, less compressed
@@ -121,12 +121,12 @@ def make_plan(records: Sequence[Any], *, poses: int | None, poses_per_model: int
     """Records with status ok, sorted by path -> per split, shards of whole model slices."""
     if shard_size < 1:
         raise PlanError(f"--shard-size must be at least 1, got {shard_size}")
+    repeated = repeated_models(records)
+    if repeated:
+        raise PlanError(f"the manifest lists these models more than once: {'; '.join(repeated)}")
     usable = sorted((r for r in records if _usable(r)), key=lambda r: r.model)
     if not usable:
         raise PlanError("the manifest has no record with status ok: nothing to build")
-    duplicates = sorted(model for model, n in Counter(r.model for r in usable).items() if n > 1)
-    if duplicates:
-        raise PlanError(f"the manifest lists these models twice: {', '.join(duplicates)}")
     missing_head = [r.model for r in usable if not r.head or r.head.get("top") is None
                     or r.head.get("bottom") is None]
     if missing_head:

@@ -326,3 +326,22 @@ def test_hostile_bodies_get_clear_errors_and_write_nothing(client, tree):
         assert response.status_code == 400 and "finite" in response.json["error"], head
     assert client.get(f"/api/models/{model_id}/preview.png?top=inf&bottom=0").status_code == 400
     assert (manifest.read_bytes() if manifest.exists() else b"") == before
+
+
+def test_repeated_records_and_links_out_of_the_tree_are_reported_not_fatal(tmp_path, caplog):
+    write_demo(tmp_path / "models")
+    (tmp_path / "outside").mkdir()
+    write_demo(tmp_path / "outside")
+    (tmp_path / "models" / "elsewhere.pmx").symlink_to(tmp_path / "outside" / "demo.pmx")
+    manifest = tmp_path / "manifest.jsonl"
+    line = {"model": "demo.pmx", "status": "ok", "head": {"top": 2.0, "bottom": 1.0}}
+    manifest.write_text(json.dumps(line) + "\n" + json.dumps({**line, "status": "rejected",
+                                                              "reject_reason": "by hand"}) + "\n")
+    app = create_app(tmp_path / "models", manifest, tmp_path / "models")
+    try:
+        catalog = app.extensions["mmdsynth"].catalog
+        assert [entry.name for entry in catalog.entries] == ["demo.pmx"]
+        assert "elsewhere.pmx: it leads outside the models root" in caplog.text
+        assert catalog.repeated == ["demo.pmx (ok, rejected)"]
+    finally:
+        app.extensions["mmdsynth"].close()

@@ -76,8 +76,10 @@ def test_plan_is_deterministic_and_order_free():
 def test_plan_refuses_bad_manifests():
     with pytest.raises(PlanError, match="no record with status ok"):
         make_plan([record(1, status="unlabeled")], poses=10)
-    with pytest.raises(PlanError, match="twice"):
+    with pytest.raises(PlanError, match=r"more than once: chars/m001.pmx \(ok, ok\)"):
         make_plan([record(1), record(1)], poses=10)
+    with pytest.raises(PlanError, match=r"more than once: chars/m001.pmx \(ok, rejected\)"):
+        make_plan([record(1), record(1, status="rejected", reject_reason="broken")], poses=10)
     no_head = record(2)
     no_head.head = None
     with pytest.raises(PlanError, match="head bounds.*m002"):

@@ -43,6 +43,10 @@ def command(directory: str, manifest: str, port: int, host: str, models_root: st
         raise UserError(f"cannot listen on {host}:{port} ({error.strerror or error})") from None
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per image request
     url = f"http://{host}:{server.server_port}/"
+    repeated = app.extensions["mmdsynth"].catalog.repeated
+    if repeated:
+        click.echo(f"warning: {manifest} lists models more than once, the last line of each counts and "
+                   f"the next save keeps only it: {'; '.join(repeated)}", err=True)
     click.echo(f"annotating {len(app.extensions['mmdsynth'].catalog.entries)} models; open {url} (Ctrl-C stops)")
     if not no_browser:
         webbrowser.open(url)
