@@ -1,4 +1,4 @@
-"""The HDF5 shard schema (format_version 1): writing shards atomically, opening them, the index.
+"""The HDF5 shard schema (format_version 2): writing shards atomically, opening them, the index.
 
 The schema is documented in docs/architecture.md ("Shard schema"). Images are chunked one
 image (or one layer image) per chunk so that a random read decompresses exactly what it
@@ -9,12 +9,18 @@ Datasets are preallocated for the planned counts and resizable: when some models
 shard fail, the build packs the survivors at the front and calls
 ``finish(samples=n, models=m)``, which truncates every dataset to those counts. Without
 ``finish`` a shard keeps the planned counts (unwritten images read as zeros).
+
+Every image row (an image, or a layer stack) has its CRC-32 in ``crc32/{field}``, computed
+from the pixels as rendered, so a reader returns the written pixels or fails; a row never
+written has the checksum of zeros (the fill value). A shard's attributes name its split
+and its own file name, so a shard copied over another is caught.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import zlib
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import TracebackType
@@ -27,7 +33,7 @@ import numpy as np
 from manifests.record import SPLITS
 from manifests.store import write_text_atomic
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: crc32/* checksums and the "name" attribute
 INDEX_NAME = "index.json"
 SHARDS_DIR = "shards"
 
@@ -37,12 +43,18 @@ IMAGE_FIELDS = ("rest", "expression", "posed")
 LAYER_FIELDS = ("layers/rest", "layers/expression", "layers/posed")
 FIELDS = (*IMAGE_FIELDS, "pose", "model_index", "sample_id", *LAYER_FIELDS)
 PER_MODEL_FIELDS = ("rest", "layers/rest")
+CHECKSUMS = "crc32"
 
 STR = h5py.string_dtype("utf-8")
 
 
 class DatasetError(Exception):
     """A dataset on disk is missing, damaged or lacks what was asked of it."""
+
+
+# What h5py raises on a damaged file: OSError for data, RuntimeError/KeyError/ValueError
+# when metadata (heaps, B-trees, object headers) is garbled.
+H5_DAMAGE = (OSError, RuntimeError, KeyError, ValueError)
 
 
 def compression() -> dict[str, Any]:
@@ -67,6 +79,16 @@ def generator_version() -> str:
 def config_text(config: dict) -> str:
     """A build config as a shard's ``config`` attribute stores it (what a resume compares)."""
     return json.dumps(config, sort_keys=True)
+
+
+def checksum_field(name: str) -> str:
+    """Where the per-row checksums of image field ``name`` live."""
+    return f"{CHECKSUMS}/{name}"
+
+
+def row_checksums(rows: np.ndarray) -> np.ndarray:
+    """CRC-32 of each row's bytes (zlib releases the GIL, so reader threads check in parallel)."""
+    return np.fromiter((zlib.crc32(np.ascontiguousarray(row)) for row in rows), np.uint32, len(rows))
 
 
 def shard_path(root: str | os.PathLike, split: str, k: int) -> Path:
@@ -125,7 +147,7 @@ class ShardWriter:
     def _create(self) -> None:
         f, h, w = self.file, self.height, self.width
         f.attrs.update(format_version=FORMAT_VERSION, generator_version=generator_version(),
-                       split=self.split, config=config_text(self.config))
+                       split=self.split, name=self.path.name, config=config_text(self.config))
         _images(f, "rest", (self.models,), h, w)
         _images(f, "expression", (self.samples,), h, w)
         _images(f, "posed", (self.samples,), h, w)
@@ -148,7 +170,7 @@ class ShardWriter:
         f["models/name"][i] = name
         f["models/sha256"][i] = sha256
         f["models/morphs"][i] = morphs_json
-        f["rest"][i] = rest
+        self._put("rest", i, np.asarray(rest)[None])
         self._layers("layers/rest", i, rest_layers if rest_layers is None else rest_layers[None])
 
     def add_samples(self, start: int, pose: np.ndarray, model_index: np.ndarray,
@@ -160,8 +182,8 @@ class ShardWriter:
         f["pose"][start:stop] = np.asarray(pose, np.float32)
         f["model_index"][start:stop] = np.asarray(model_index, np.int32)
         f["sample_id"][start:stop] = np.asarray(sample_id, np.int64)
-        f["expression"][start:stop] = expression
-        f["posed"][start:stop] = posed
+        self._put("expression", start, expression)
+        self._put("posed", start, posed)
         self._layers("layers/expression", start, expression_layers)
         self._layers("layers/posed", start, posed_layers)
 
@@ -170,14 +192,19 @@ class ShardWriter:
             wanted = "without" if self.layers is None else "with"
             raise ValueError(f"{self.path}: {name} given or missing for a shard {wanted} layers")
         if images is not None:
-            self.file[name][start:start + len(images)] = images
+            self._put(name, start, images)
+
+    def _put(self, name: str, start: int, images: np.ndarray) -> None:
+        """Image rows and their checksums."""
+        self.file[name][start:start + len(images)] = images
+        self.file[checksum_field(name)][start:start + len(images)] = row_checksums(images)
 
     def finish(self, *, samples: int, models: int) -> None:
         """Truncate to the counts actually written (models that failed leave no trace)."""
         for name, dataset in _datasets(self.file):
             if dataset.maxshape[0] is not None:  # layers/names: fixed
                 continue
-            per_model = name in PER_MODEL_FIELDS or name.startswith("models/")
+            per_model = name.removeprefix(f"{CHECKSUMS}/") in PER_MODEL_FIELDS or name.startswith("models/")
             dataset.resize(models if per_model else samples, axis=0)
         self.models, self.samples = models, samples
 
@@ -187,6 +214,9 @@ def _images(f: h5py.File, name: str, lead: tuple[int, ...], h: int, w: int) -> N
     chunks = (*(1,) * len(lead), h, w, 4)
     f.create_dataset(name, shape=shape, maxshape=(None, *shape[1:]), dtype=np.uint8,
                      chunks=chunks, **compression())
+    unwritten = row_checksums(np.zeros((1, *shape[1:]), np.uint8))[0]  # unwritten rows read as zeros
+    f.create_dataset(checksum_field(name), shape=lead[:1], maxshape=(None,), dtype=np.uint32, chunks=True,
+                     fillvalue=unwritten)
 
 
 def _array(f: h5py.File, name: str, shape: tuple[int, ...], dtype: Any) -> None:
@@ -222,9 +252,13 @@ def open_shard(path: str | os.PathLike, *, cache_bytes: int | None = None) -> h5
     options = {} if cache_bytes is None else {"rdcc_nbytes": cache_bytes, "rdcc_nslots": 521}
     try:
         f = h5py.File(path, "r", **options)
-    except OSError as error:
+    except H5_DAMAGE as error:
         raise DatasetError(f"{path}: not an HDF5 shard ({error})") from None
-    found = f.attrs.get("format_version")
+    try:
+        found = f.attrs.get("format_version")
+    except H5_DAMAGE as error:
+        f.close()
+        raise DatasetError(f"{path}: damaged ({error})") from None
     if found != FORMAT_VERSION:
         f.close()
         raise DatasetError(f"{path}: shard format_version {found}, this reader knows {FORMAT_VERSION}")

@@ -1,9 +1,10 @@
 """``inspect`` and ``verify`` of a built dataset: what is in it, and whether every shard is sound.
 
 Verification re-reads every image, so it catches what a crash, a full disk or a bug
-could leave behind: unreadable or truncated files, wrong shapes, empty images, colour
-in the background (alpha 0 must mean (0, 0, 0, 0)), poses out of range, duplicate
-sample ids, counts that disagree with ``index.json``.
+could leave behind: unreadable or truncated files, images that do not match their
+checksums, wrong shapes, empty images, colour in the background (alpha 0 must mean
+(0, 0, 0, 0)), poses out of range, duplicate sample ids, counts, splits or shard names
+that disagree with ``index.json``.
 """
 from __future__ import annotations
 
@@ -79,14 +80,16 @@ def _check_shard(path: Path, entry: dict[str, Any], size: int | None, ids: list[
             return _check_open_shard(f, path, entry, size, ids, composites)
     except shards.DatasetError as error:
         return [str(error)]
-    except (OSError, KeyError, ValueError) as error:  # damage h5py meets while reading
+    except shards.H5_DAMAGE as error:  # damage h5py meets while reading
         return [f"{path}: unreadable ({error})"]
 
 
 def _check_open_shard(f: h5py.File, path: Path, entry: dict[str, Any], size: int | None,
                       ids: list[np.ndarray], composites: list) -> list[str]:
-    missing = [name for name in ("rest", "expression", "posed", "pose", "model_index", "sample_id",
-                                 "models/name", "models/sha256", "models/morphs") if name not in f]
+    image_fields = [*shards.IMAGE_FIELDS, *(shards.LAYER_FIELDS if "layers" in f else ())]
+    missing = [name for name in ("pose", "model_index", "sample_id", "models/name", "models/sha256",
+                                 "models/morphs", *image_fields, *map(shards.checksum_field, image_fields))
+               if name not in f]
     if missing:
         return [f"{path}: missing dataset(s) {', '.join(missing)}"]
     n, m = len(f["sample_id"]), len(f["rest"])
@@ -98,15 +101,15 @@ def _check_open_shard(f: h5py.File, path: Path, entry: dict[str, Any], size: int
                        f"{entry['samples']} of {entry['models']}")
     if f.attrs.get("split") != entry["split"]:
         defects.append(f"{path}: split attribute {f.attrs.get('split')!r}, index.json says {entry['split']!r}")
+    if f.attrs.get("name") != path.name:
+        defects.append(f"{path}: holds shard {f.attrs.get('name')!r} (a copy of another shard?)")
     defects += _check_values(f, path, m)
     ids.append(f["sample_id"][:])
-    for name in shards.IMAGE_FIELDS:
-        defects += _check_images(f[name], path, name, empty_allowed=False)
+    for name in image_fields:
+        defects += _check_images(f, path, name, empty_allowed=name in shards.LAYER_FIELDS)
     if "layers" in f:
         from pipeline.layers import check_shard, composite_defects
 
-        for name in shards.LAYER_FIELDS:
-            defects += _check_images(f[name], path, name, empty_allowed=True)
         figures = check_shard(f, str(path))
         composites += figures
         defects += composite_defects(figures)
@@ -123,6 +126,8 @@ def _shapes(f: h5py.File, path: Path, n: int, m: int, size: int | None) -> list[
         n_layers = len(f["layers/names"])
         expected.update({name: ((rows, n_layers, h, w, 4), np.uint8)
                          for name, rows in zip(shards.LAYER_FIELDS, (m, n, n))})
+    expected.update({shards.checksum_field(name): (shape[:1], np.uint32)
+                     for name, (shape, _) in list(expected.items()) if name in shards.IMAGE_FIELDS + shards.LAYER_FIELDS})
     return [f"{path}: {name} is {f[name].shape} {f[name].dtype}, expected {shape} {dtype or 'str'}"
             for name, (shape, dtype) in expected.items()
             if f[name].shape != shape or (dtype is not None and f[name].dtype != dtype)]
@@ -148,23 +153,42 @@ def _check_values(f: h5py.File, path: Path, m: int) -> list[str]:
     return defects
 
 
-def _check_images(dataset: h5py.Dataset, path: Path, name: str, empty_allowed: bool) -> list[str]:
-    """Empty images and background colour, read ``BLOCK`` rows (images or layer stacks) at a time."""
-    empty: list[np.ndarray] = []
-    dirty: list[np.ndarray] = []
+def _check_images(f: h5py.File, path: Path, name: str, empty_allowed: bool) -> list[str]:
+    """Checksums, empty images and background colour, read ``BLOCK`` rows (images or layer
+    stacks) at a time; a block h5py cannot decode is read row by row to name the bad rows."""
+    dataset, checksums = f[name], f[shards.checksum_field(name)][:]
+    found: dict[str, list[np.ndarray]] = {"unreadable": [], "damaged": [], "colour": [], "empty": []}
     for lo in range(0, len(dataset), BLOCK):
-        images = dataset[lo:lo + BLOCK]
+        rows = np.arange(lo, min(lo + BLOCK, len(dataset)))
+        images, unreadable = _read_block(dataset, rows)
+        readable = np.setdiff1d(rows, unreadable)
+        images = images[readable - lo]
         uncovered = images[..., 3] == 0
-        colour = (uncovered[..., None] & (images[..., :3] != 0)).reshape(len(images), -1).any(axis=1)
-        blank = uncovered.reshape(len(images), -1).all(axis=1)
-        dirty.append(lo + np.flatnonzero(colour))
-        empty.append(lo + np.flatnonzero(blank))
-    dirty_rows, empty_rows = np.concatenate([[], *dirty]), np.concatenate([[], *empty])
+        found["unreadable"].append(unreadable)
+        found["damaged"].append(readable[shards.row_checksums(images) != checksums[readable]])
+        found["colour"].append(readable[(uncovered[..., None] & (images[..., :3] != 0))
+                                        .reshape(len(images), -1).any(axis=1)])
+        found["empty"].append(readable[uncovered.reshape(len(images), -1).all(axis=1)])
+    what = {"unreadable": "cannot be decoded", "damaged": "do not match their checksums",
+            "colour": "have colour where alpha is 0", "empty": "are empty, alpha all zero"}
     defects = []
-    if len(dirty_rows):
-        defects.append(f"{path}: {name}: {len(dirty_rows)} images have colour where alpha is 0 "
-                       f"(first at row {int(dirty_rows[0])})")
-    if len(empty_rows) and not empty_allowed:
-        defects.append(f"{path}: {name}: {len(empty_rows)} images are empty, alpha all zero "
-                       f"(first at row {int(empty_rows[0])})")
+    for kind, parts in found.items():
+        bad = np.concatenate([np.zeros(0, np.int64), *parts])
+        if len(bad) and not (kind == "empty" and empty_allowed):
+            defects.append(f"{path}: {name}: {len(bad)} images {what[kind]} (first at row {int(bad[0])})")
     return defects
+
+
+def _read_block(dataset: h5py.Dataset, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``dataset[rows]`` and the rows among them that cannot be decoded (left as zeros)."""
+    try:
+        return dataset[rows[0]:rows[-1] + 1], np.zeros(0, np.int64)
+    except OSError:
+        images = np.zeros((len(rows), *dataset.shape[1:]), dataset.dtype)
+        unreadable = []
+        for k, row in enumerate(rows.tolist()):
+            try:
+                images[k] = dataset[row]
+            except OSError:
+                unreadable.append(row)
+        return images, np.array(unreadable, np.int64)
