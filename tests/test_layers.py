@@ -243,6 +243,7 @@ def test_verify_reports_composites_and_catches_a_broken_stack(built, tmp_path):
 
     import h5py
 
+    from pipeline.shards import row_checksums
     from pipeline.verify import verify
 
     figures: list = []
@@ -253,6 +254,7 @@ def test_verify_reports_composites_and_catches_a_broken_stack(built, tmp_path):
     shutil.copytree(built, broken)
     with h5py.File(next((broken / "shards").glob("*.h5")), "r+") as f:
         f["layers/posed"][2, LAYERS.index("face")] = 0  # hidden by nothing else's coverage: back hair is behind
+        f["crc32/layers/posed"][2] = row_checksums(f["layers/posed"][2:3])[0]  # a bad stack, not disk damage
     defects = verify(broken)
     assert len(defects) == 1 and "posed: 1 of 6 layer stacks do not composite" in defects[0], defects
     assert "first at row 2" in defects[0]
