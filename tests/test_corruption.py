@@ -102,6 +102,17 @@ def trial(clean: tuple[Path, dict[str, np.ndarray]], tmp: Path, damage) -> tuple
     return read_outcome(tmp, written), verify(tmp)
 
 
+def assert_all_caught(what: str, results: list[tuple[str, list[str]]]) -> None:
+    """No read returned other pixels or raised anything but DatasetError; verify flagged
+    every shard whose reads were not exact. Prints the figures (pytest -s)."""
+    outcomes = [outcome for outcome, _ in results]
+    wrong = [outcome for outcome in outcomes if outcome.startswith("wrong")]
+    missed = sum(1 for outcome, defects in results if outcome != "exact" and not defects)
+    print(f"{what}: {len(results)} tried, {outcomes.count('error')} detected by the reader, "
+          f"{outcomes.count('exact')} harmless, {len(wrong)} wrong {sorted(set(wrong))}; verify missed {missed}")
+    assert not wrong and missed == 0
+
+
 def test_single_bit_flips_in_image_chunks_are_caught(clean, tmp_path):
     rng = np.random.default_rng(1)
     spans = chunk_spans(shard_path(clean[0], "train", 0))
@@ -110,12 +121,7 @@ def test_single_bit_flips_in_image_chunks_are_caught(clean, tmp_path):
         offset, size = spans[rng.integers(len(spans))]
         byte, bit = offset + int(rng.integers(size)), int(rng.integers(8))
         results.append(trial(clean, tmp_path / "copy", lambda data: data.__setitem__(byte, data[byte] ^ (1 << bit))))
-    outcomes = [outcome for outcome, _ in results]
-    wrong = [outcome for outcome in outcomes if outcome.startswith("wrong")]
-    missed = sum(1 for outcome, defects in results if outcome != "exact" and not defects)
-    print(f"bit flips: {len(results)} tried, {outcomes.count('error')} detected by the reader, "
-          f"{outcomes.count('exact')} harmless, {len(wrong)} wrong; verify missed {missed}")
-    assert not wrong and missed == 0
+    assert_all_caught("bit flips", results)
 
 
 def test_overwritten_byte_runs_anywhere_are_caught(clean, tmp_path):
@@ -127,12 +133,7 @@ def test_overwritten_byte_runs_anywhere_are_caught(clean, tmp_path):
         noise = rng.integers(0, 256, length, dtype=np.uint8).tobytes()
         results.append(trial(clean, tmp_path / "copy",
                              lambda data: data.__setitem__(slice(start, start + length), noise[:len(data) - start])))
-    outcomes = [outcome for outcome, _ in results]
-    wrong = [outcome for outcome in outcomes if outcome.startswith("wrong")]
-    missed = sum(1 for outcome, defects in results if outcome != "exact" and not defects)
-    print(f"byte runs: {len(results)} tried, {outcomes.count('error')} detected by the reader, "
-          f"{outcomes.count('exact')} harmless, {len(wrong)} wrong {sorted(set(wrong))}; verify missed {missed}")
-    assert not wrong and missed == 0
+    assert_all_caught("byte runs", results)
 
 
 def test_a_shard_copied_over_another_is_caught(tmp_path):
