@@ -1,53 +1,51 @@
-"""Semantic layers: which Live2D-style layer each material of a model belongs to.
+"""Semantic layers: the layer taxonomy, its configuration, and each material's class.
 
-The default layers, in draw order (back to front)::
+The default taxonomy is See-through's 23 part classes (SIGGRAPH 2026), in draw order
+(back to front) for a head-and-shoulders view::
+
+    back hair, wings, tail, legwear, footwear, bottomwear, neck, topwear, handwear,
+    neckwear, ears, face, nose, mouth, eyewhite, irides, eyelash, eyebrow, eyewear,
+    earwear, front hair, headwear, objects
+
+(the neck under the topwear, as in rigs where the collar covers it; lids and lashes over
+the irides, so a closed lid covers the eye). See-through has no class for bare skin
+below the neck; its canonical kind ``body`` goes with the upper body, ``topwear``.
+The preset ``coarse`` keeps the earlier 11 layers::
 
     back_hair, neck, body, clothes, face, eye_white, iris, eyelash_brow, mouth,
     front_hair, accessory
 
-The order is measured: pipeline.layers' composite error (mean / p99 over covered pixels,
-0-255) at 128 px over 10 poses (rest, each wink, blink, mouth open, 5 rotations with
-morphs), per model the average over poses. The neck goes under the body, as in Live2D
-rigs where the collar covers the neck: demo 1.19 / 46.7 -> 0.15 / 0.0 (the old order drew
-the neck over the collar); Appearance Miku 8.49 / 78.3, miku_v2 24.76 / 159.9, mokou 4.72 /
-88.6, gumi 18.83 / 164.7 unchanged (no neck layer); consistency 0 on the demo. Rejected:
-face under clothes (mean over models 9.91 vs 11.39, all of it gumi, whose "face" is all its
-skin; worse p99 on gumi 198.5 and mean on mokou 4.83); clothes under body (Appearance Miku
-13.15); eyelash_brow under the eyes (demo 1.76, closed lids hidden); mouth anywhere below
-eyelash_brow (no change). Eyelids (まぶた, 瞼, eyelid) are eyelash_brow: the closed lid must
-cover the eye layers, so a model whose lids are their own material composites a wink
-cleanly (the demo in the old order, worst pose: mean 4.48 -> 1.27, p99 170 -> 49 when its
-lids left the face material).
-
-A material's layer is decided, strongest first, by
+Classes are decided per part, not per material (:mod:`annotator.parts` splits faces);
+this module decides a material's *kind*, which parts start from, strongest first:
 
 1. ``override``: the manifest record's ``layers`` {material name: layer};
 2. ``name``: a dictionary of keywords (Japanese and English) found in the material's
    name, English name or texture file name, all NFKC-normalised, lower-cased and
    stripped of spaces, ``_ - . ・``. The longest keyword found wins; between equally
    long ones the one ending last (compounds are head-final: 髪リボン is a ribbon).
-   A bare "hair" (髪, hair) says hair but not which side: geometry picks front or back
-   (centroid behind or in front of the skull centre); "skin" (肌, skin) picks face or body
-   (centroid above or below the neck bone);
+   Three keyword targets leave the class to geometry: ``hair`` (front or back),
+   ``skin`` (face, neck or body) and ``wear`` (a ribbon or ornament: on the head,
+   at the neck or on the clothes);
 3. ``geometry``, where names say nothing: per material the centroid, the share of its
    skinning on the head bone 頭 and its subtree, its extent and its colour (diffuse times
-   the median texel under its vertices).
-   Hair-like (moves with the head, not skin-coloured, reaches the skull top or hangs
-   below the chin) -> back_hair behind the skull centre, front_hair in front;
-   skin-coloured on the head -> face, between chin and neck bone -> neck, below the
-   neck bone -> body; anything else reaching below the neck bone -> clothes; the rest
-   -> the fallback layer (accessory).
+   the median texel under its vertices). Hair-like (moves with the head, not
+   skin-coloured, reaches the skull top or hangs below the chin) -> hair; skin-coloured
+   -> skin; anything else reaching below the neck bone -> topwear; anything else moving
+   with the head -> headwear; the rest -> the fallback class.
 
-Everything is configurable with a YAML or JSON file (:func:`load_config`)::
+Everything is configurable with a YAML or JSON file (:func:`load_config`), or a preset
+name (``see-through``, ``coarse``) in its place::
 
-    layers: [back_hair, body, ...]    # draw order; replaces the default list
+    preset: coarse                    # the base (default see-through)
+    layers: [back_hair, body, ...]    # draw order; replaces the preset's list
     keywords: {しっぽ: accessory}      # merged over the default dictionary (null removes)
     parts: {"^PartTail": accessory}   # Live2D part-ID regexes, checked before the defaults
     fallback: accessory               # for materials and parts nothing matches
     rename: {eyelash_brow: brows}     # renames a layer everywhere
 
-Default dictionary entries (and geometry results) that name a layer the config lacks
-go to the fallback layer; the user's own entries must name known layers.
+Keywords and parts name a layer of the config or a canonical kind (a See-through class
+or ``body``), which the preset maps to its layers; kinds a config lacks go to the
+fallback layer; the user's own entries must name known layers or kinds.
 """
 from __future__ import annotations
 
@@ -68,10 +66,21 @@ from annotator.head import (HEAD_BONE, NECK_BONE, NotACharacter, bone_mask, bone
 from renderer.model import Model
 
 LAYERS = ("back_hair", "neck", "body", "clothes", "face", "eye_white", "iris", "eyelash_brow", "mouth",
-          "front_hair", "accessory")
+          "front_hair", "accessory")  # the coarse preset
+CLASSES = ("back hair", "wings", "tail", "legwear", "footwear", "bottomwear", "neck", "topwear", "handwear",
+           "neckwear", "ears", "face", "nose", "mouth", "eyewhite", "irides", "eyelash", "eyebrow", "eyewear",
+           "earwear", "front hair", "headwear", "objects")  # See-through's 23, back to front
+BODY = "body"  # canonical kind of bare skin below the neck (no See-through class of its own)
+KINDS = (*CLASSES, BODY)
 HAIR = "hair"  # a keyword target meaning "hair; geometry decides front or back"
-SKIN = "skin"  # a keyword target meaning "skin; geometry decides face or body"
+SKIN = "skin"  # a keyword target meaning "skin; geometry decides face, neck or body"
+WEAR = "wear"  # a keyword target meaning "worn; geometry decides head, neck or clothes"
+UNDECIDED = (HAIR, SKIN, WEAR)
 DECIDED = ("override", "name", "geometry")  # how an Assignment was decided, strongest first
+COARSE = {"back hair": "back_hair", "neck": "neck", BODY: "body", "topwear": "clothes", "bottomwear": "clothes",
+          "legwear": "clothes", "footwear": "clothes", "handwear": "clothes", "neckwear": "clothes",
+          "ears": "face", "face": "face", "nose": "face", "eyewhite": "eye_white", "irides": "iris",
+          "eyelash": "eyelash_brow", "eyebrow": "eyelash_brow", "mouth": "mouth", "front hair": "front_hair"}
 
 
 def normalise(text: str) -> str:
@@ -80,37 +89,55 @@ def normalise(text: str) -> str:
 
 
 _K = {
-    "back_hair": "後髪 後ろ髪 うしろ髪 後頭髪 backhair hairback rearhair",
-    "front_hair": "前髪 まえがみ bangs fringe fronthair hairfront",
+    "back hair": "後髪 後ろ髪 うしろ髪 後頭髪 backhair hairback rearhair",
+    "front hair": "前髪 まえがみ bangs fringe fronthair hairfront",
     HAIR: "髪 かみ ヘア hair アホ毛 あほ毛 ahoge ツインテ twintail おさげ ポニテ ponytail",
-    "face": "顔 頬 鼻 耳 face cheek nose",
+    "face": "顔 頬 face cheek",
+    "nose": "鼻 nose",
+    "ears": "耳 ears",
     SKIN: "肌 skin",
-    "eye_white": "白目 しろめ eyewhite whiteeye sclera",
-    "iris": "瞳 目 眼 ハイライト eye iris pupil hitomi",
-    "eyelash_brow": "眉 まゆ 睫毛 まつげ まつ毛 マツゲ 瞼 まぶた brow lash eyelid",
+    "eyewhite": "白目 しろめ eyewhite whiteeye sclera",
+    "irides": "瞳 目 眼 ハイライト eye iris pupil hitomi",
+    "eyebrow": "眉 まゆ brow",
+    "eyelash": "睫毛 まつげ まつ毛 マツゲ 瞼 まぶた lash eyelid",
     "mouth": "口 歯 舌 唇 mouth teeth tooth tongue lip",
-    "clothes": "服 衣 上着 スカート シャツ ネクタイ リボン 袖 襟 靴 手袋 ニーソ ズボン 着物 帯 "
-               "cloth shirt skirt ribbon dress jacket coat sleeve collar uniform glove sock shoe boot "
-               "pants vest necktie",
-    "body": "体 ボディ 腕 手 脚 足 body arm hand leg",
+    "topwear": "服 衣 上着 シャツ 袖 襟 着物 制服 cloth shirt dress jacket coat sleeve collar uniform vest",
+    "bottomwear": "スカート ズボン パンツ skirt pants shorts trousers",
+    "legwear": "ニーソ 靴下 ソックス タイツ sock stocking tights",
+    "footwear": "靴 ブーツ shoe boot",
+    "handwear": "手袋 グローブ glove",
+    "neckwear": "ネクタイ ネクタイ 首輪 首飾 マフラー necktie necklace scarf choker",
+    WEAR: "リボン 飾 アクセ ribbon accessory ornament",
+    BODY: "体 ボディ 腕 手 脚 足 body arm hand leg",
     "neck": "首 neck",
-    "accessory": "髪飾 髪留 ヘアピン ヘアゴム ヘアバンド 首輪 首飾 hairpin clip hairband necklace "
-                 "headset headphone",
+    "headwear": "帽子 髪飾 髪留 ヘアピン ヘアゴム ヘアバンド カチューシャ ヘッドセット ヘッドホン hat cap hairpin clip "
+                "hairband headset headphone",
+    "eyewear": "眼鏡 メガネ めがね glasses goggle",
+    "earwear": "イヤリング ピアス 耳飾 earring",
+    "tail": "尻尾 しっぽ シッポ tail",
+    "wings": "羽 翼 wing",
+    "objects": "ネギ 武器 剣 マイク leek weapon sword",
 }
-KEYWORDS = {normalise(word): layer for layer, words in _K.items() for word in words.split()}
+KEYWORDS = {normalise(word): kind for kind, words in _K.items() for word in words.split()}
 
-PARTS = (  # Live2D part IDs (regex, case-insensitive search) -> layer; first match wins
-    (r"hair.*back|back.*hair|後ろ?髪", "back_hair"),
-    (r"hair.*(front|side|bang)|(front|side|bang).*hair|bangs|前髪|横髪", "front_hair"),
-    (r"eye.*white|white.*eye|sclera|白目", "eye_white"),
-    (r"brow|lash|eyelid|眉|まつ|まぶた|瞼", "eyelash_brow"),  # lids close over the eyes
-    (r"eyeball|iris|pupil|hitomi|eye|瞳|目", "iris"),
+PARTS = (  # Live2D part IDs (regex, case-insensitive search) -> kind; first match wins
+    (r"hair.*back|back.*hair|後ろ?髪", "back hair"),
+    (r"hair.*(front|side|bang)|(front|side|bang).*hair|bangs|前髪|横髪", "front hair"),
+    (r"eye.*white|white.*eye|sclera|白目", "eyewhite"),
+    (r"brow|眉", "eyebrow"),
+    (r"lash|eyelid|まつ|まぶた|瞼", "eyelash"),  # lids close over the eyes
+    (r"eyeball|iris|pupil|hitomi|eye|瞳|目", "irides"),
     (r"mouth|lip|teeth|tongue|口", "mouth"),
-    (r"face|cheek|nose|head|顔", "face"),
+    (r"nose|鼻", "nose"),
+    (r"hat|cap|headwear|帽", "headwear"),
+    (r"face|cheek|head|顔", "face"),
     (r"neck|首", "neck"),
-    (r"cloth|shirt|skirt|ribbon|dress|coat|jacket|uniform|服", "clothes"),
-    (r"body|arm|hand|leg|torso|体|腕", "body"),
-    (r"hair|髪", "front_hair"),
+    (r"skirt|pants|スカート", "bottomwear"),
+    (r"cloth|shirt|ribbon|dress|coat|jacket|uniform|服", "topwear"),
+    (r"body|arm|hand|leg|torso|体|腕", BODY),
+    (r"tail|尻尾", "tail"),
+    (r"wing|羽", "wings"),
+    (r"hair|髪", "front hair"),
 )
 
 # Geometry thresholds: skinning shares, then fractions of the head height (top - chin).
@@ -126,17 +153,20 @@ class LayerConfigError(ValueError):
 
 @dataclass(frozen=True)
 class LayerConfig:
-    """Layer names in draw order, the material-name dictionary, Live2D part patterns, the fallback."""
+    """Layer names in draw order, kinds -> layers, the name dictionary, Live2D part patterns, the fallback."""
 
-    names: tuple[str, ...] = LAYERS
+    names: tuple[str, ...] = CLASSES
     keywords: Mapping[str, str] = field(default_factory=lambda: dict(KEYWORDS))
     parts: tuple[tuple[str, str], ...] = PARTS
-    fallback: str = "accessory"
+    fallback: str = "objects"
     rename: Mapping[str, str] = field(default_factory=dict)
+    classes: Mapping[str, str] = field(default_factory=lambda: {BODY: "topwear"})  # kind -> layer, where not same
+    preset: str = "see-through"
 
-    def layer(self, canonical: str) -> str:
-        """A default layer name as this config calls it, or the fallback when it has none."""
-        name = self.rename.get(canonical, canonical)
+    def layer(self, kind: str) -> str:
+        """The layer of a canonical kind (or of a layer name) in this config, or the fallback when it has none."""
+        name = self.classes.get(kind, kind)
+        name = self.rename.get(name, name)
         return name if name in self.names else self.fallback
 
     def part_layer(self, part_id: str) -> str:
@@ -147,18 +177,25 @@ class LayerConfig:
         return self.fallback
 
 
-DEFAULT = LayerConfig()
+PRESETS = {"see-through": LayerConfig(),
+           "coarse": LayerConfig(names=LAYERS, fallback="accessory", classes=COARSE, preset="coarse")}
+DEFAULT = PRESETS["see-through"]
 
 
 @dataclass(frozen=True)
 class Assignment:
-    """One material's layer and how it was decided (``override``, ``name`` or ``geometry``)."""
+    """One material's layer, its kind and how it was decided (``override``, ``name`` or ``geometry``).
+
+    ``kind`` is what the name or geometry says before parts refine it: a canonical kind,
+    ``hair``, ``skin`` or ``wear``; None for an override (its layer is final).
+    """
 
     material: int
     name: str
     layer: str
     decided: str
     reason: str
+    kind: str | None = None
 
 
 # ---- configuration ------------------------------------------------------------------------
@@ -167,20 +204,23 @@ def make_config(data: Mapping[str, Any], where: str = "<config>") -> LayerConfig
     """A config from decoded YAML/JSON (see the module docstring); problems raise LayerConfigError."""
     if not isinstance(data, Mapping):
         raise LayerConfigError(f"{where}: a layer config must be a mapping, got {type(data).__name__}")
-    unknown = sorted(set(data) - {"layers", "keywords", "parts", "fallback", "rename"})
+    unknown = sorted(set(data) - {"preset", "layers", "keywords", "parts", "fallback", "rename"})
     if unknown:
         raise LayerConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}")
+    base = PRESETS.get(str(data.get("preset", DEFAULT.preset)))
+    if base is None:
+        raise LayerConfigError(f"{where}: unknown preset {data.get('preset')!r}; presets are {', '.join(PRESETS)}")
     rename = _str_map(data.get("rename") or {}, "rename", where)
-    names = [rename.get(n, n) for n in _str_list(data.get("layers", LAYERS), "layers", where)]
+    names = [rename.get(n, n) for n in _str_list(data.get("layers", base.names), "layers", where)]
     if len(set(names)) != len(names) or not names:
         raise LayerConfigError(f"{where}: layers must be distinct, non-empty names, got {names}")
-    fallback = rename.get(str(data.get("fallback", "accessory")), str(data.get("fallback", "accessory")))
+    fallback = str(data.get("fallback", base.fallback))
     own_keywords = _str_map(data.get("keywords") or {}, "keywords", where, nullable=True)
     own_parts = _str_map(data.get("parts") or {}, "parts", where)
-    config = LayerConfig(names=tuple(names), fallback=fallback, rename=rename,
+    config = LayerConfig(names=tuple(names), fallback=rename.get(fallback, fallback), rename=rename,
                          keywords={normalise(k): v for k, v in {**KEYWORDS, **own_keywords}.items()
                                    if v is not None},
-                         parts=(*own_parts.items(), *PARTS))
+                         parts=(*own_parts.items(), *PARTS), classes=base.classes, preset=base.preset)
     _check_targets(config, own_keywords, own_parts, where)
     return config
 
@@ -194,8 +234,9 @@ def _check_targets(config: LayerConfig, keywords: Mapping[str, str | None], part
             re.compile(pattern)
         except re.error as error:
             raise LayerConfigError(f"{where}: part pattern {pattern!r} is not a regex ({error})") from None
-    targets = {config.rename.get(v, v) for v in [*keywords.values(), *parts.values()] if v is not None}
-    bad = sorted(targets - set(config.names) - {HAIR, SKIN})
+    targets = {v for v in [*keywords.values(), *parts.values()] if v is not None}
+    known = {*config.names, *config.rename, *KINDS, *UNDECIDED}
+    bad = sorted(targets - known)
     if bad:
         raise LayerConfigError(f"{where}: entries name unknown layer(s) {bad}; layers are {list(config.names)}")
 
@@ -214,14 +255,18 @@ def _str_map(value: Any, name: str, where: str, nullable: bool = False) -> dict[
 
 
 def load_config(path: str | os.PathLike | None) -> LayerConfig:
-    """The config in a YAML or JSON file (``.json`` read as JSON, anything else as YAML); None: default."""
+    """A preset by name, or the config in a YAML or JSON file (``.json`` read as JSON, anything else as
+    YAML); None: the default (See-through's classes)."""
     if path is None:
         return DEFAULT
+    if str(path) in PRESETS:
+        return PRESETS[str(path)]
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise LayerConfigError(f"{path}: cannot read the layer config ({error})") from None
+        raise LayerConfigError(f"{path}: neither a preset ({', '.join(PRESETS)}) nor a readable layer config "
+                               f"({error})") from None
     is_json = path.suffix.lower() == ".json"
     try:
         data = json.loads(text) if is_json else yaml.safe_load(text)
@@ -236,32 +281,31 @@ def assign_layers(model: Model, overrides: Mapping[str, str] | None = None, conf
                   head_bounds: tuple[float, float] | None = None) -> list[Assignment]:
     """Every material's layer, in material order (see the module docstring for the rules).
 
-    ``overrides`` naming a material the model lacks are ignored (a stale manifest entry
-    must not fail a build); one naming an unknown layer raises LayerConfigError.
+    ``overrides`` name a layer of ``config`` or a canonical kind; one naming a material the
+    model lacks is ignored (a stale manifest entry must not fail a build); one naming an
+    unknown layer raises LayerConfigError.
     """
     overrides = dict(overrides or {})
-    bad = sorted({layer for layer in overrides.values() if layer not in config.names})
+    bad = sorted({layer for layer in overrides.values() if layer not in config.names and layer not in KINDS})
     if bad:
         where = model.path or model.name
         raise LayerConfigError(f"{where}: layer override(s) name unknown layer(s) {bad}; "
                                f"layers are {list(config.names)}")
-    geometry = _Geometry(model, head_bounds)
+    geometry = Geometry(model, head_bounds)
     result = []
     for i, name in enumerate(model.materials.names):
         if name in overrides:
-            result.append(Assignment(i, name, overrides[name], "override", "manifest layers override"))
+            result.append(Assignment(i, name, config.layer(overrides[name]), "override", "manifest layers override"))
             continue
         found = _keyword(_name_sources(model, i), config.keywords)
         if found is None:
-            layer, reason = geometry.layer(i)
-            result.append(Assignment(i, name, config.layer(layer), "geometry", reason))
-        elif config.keywords[found[1]] in (HAIR, SKIN):
-            kind = config.keywords[found[1]]
-            layer, reason = geometry.hair_side(i) if kind == HAIR else geometry.skin_side(i)
-            result.append(Assignment(i, name, config.layer(layer), "geometry", f"{found[0]} says {kind}; {reason}"))
+            kind, reason = geometry.kind(i)
+            decided = "geometry"
         else:
-            layer = config.layer(config.keywords[found[1]])
-            result.append(Assignment(i, name, layer, "name", f"{found[0]} contains {found[1]!r}"))
+            kind, reason = config.keywords[found[1]], f"{found[0]} contains {found[1]!r}"
+            decided = "geometry" if kind in UNDECIDED else "name"
+        side, why = geometry.resolve(i, kind)
+        result.append(Assignment(i, name, config.layer(side), decided, f"{reason}; {why}" if why else reason, kind))
     return result
 
 
@@ -289,14 +333,14 @@ def _keyword(sources: list[tuple[str, str]], keywords: Mapping[str, str]) -> tup
     return None
 
 
-class _Geometry:
+class Geometry:
     """Per-material statistics that place unnamed materials relative to the head and neck."""
 
     def __init__(self, model: Model, head_bounds: tuple[float, float] | None) -> None:
         self.model = model
         self.bounds = head_bounds or _head_bounds(model)
         corners = np.asarray(model.indices, np.int64).reshape(-1)
-        owner = _corner_materials(model)
+        owner = corner_materials(model)
         keep = owner >= 0
         corners, owner = corners[keep], owner[keep]
         count = len(model.materials)
@@ -310,50 +354,54 @@ class _Geometry:
         np.minimum.at(self.bottom, owner, positions[:, 1])
         head = model.bones.find(HEAD_BONE)
         self.head_share = np.zeros(count)
+        self.head_weight = np.zeros(len(model.vertices))  # per vertex, skinning on 頭's subtree
         self.skull_z = 0.0
         if head >= 0:
-            weight = bone_weight(model, descendants(model, head))
+            weight = self.head_weight = bone_weight(model, descendants(model, head))
             self.head_share = np.bincount(owner, weight[corners], count) / safe[:, 0]
             skull = model.vertices.positions[bone_weight(model, bone_mask(model, head)) >= SKULL_WEIGHT, 2]
             self.skull_z = float(skull.min() + skull.max()) / 2 if len(skull) else float(model.bones.positions[head, 2])
         neck = model.bones.find(NECK_BONE)
         self.neck_y = float(model.bones.positions[neck, 1]) if neck >= 0 else None
-        self.skin = _skin_coloured(material_colours(model, corners, owner))
+        self.skin = skin_coloured(material_colours(model, corners, owner))
 
-    def hair_side(self, i: int) -> tuple[str, str]:
+    def resolve(self, i: int, kind: str) -> tuple[str, str]:
+        """(kind, reason) of a whole material whose kind may be undecided (hair, skin, wear)."""
+        if kind == HAIR:
+            if self.count[i] and self.centroid[i, 2] < self.skull_z:
+                return "back hair", "centroid behind the skull centre"
+            return "front hair", "centroid in front of the skull centre"
+        if kind == SKIN:
+            if self.neck_y is not None and self.count[i] and self.centroid[i, 1] < self.neck_y:
+                return BODY, "centroid below the neck bone"
+            return "face", "centroid above the neck bone"
+        if kind == WEAR:
+            if self.head_share[i] >= HEAD_SHARE:
+                return "headwear", "moves with the head"
+            return "topwear", "does not move with the head"
+        return kind, ""
+
+    def kind(self, i: int) -> tuple[str, str]:
+        """(kind, reason) of a material that names say nothing about."""
         if self.count[i] == 0:
-            return "front_hair", "no faces: front_hair"
-        if self.centroid[i, 2] < self.skull_z:
-            return "back_hair", "centroid behind the skull centre"
-        return "front_hair", "centroid in front of the skull centre"
-
-    def skin_side(self, i: int) -> tuple[str, str]:
-        if self.neck_y is not None and self.count[i] and self.centroid[i, 1] < self.neck_y:
-            return "body", "centroid below the neck bone"
-        return "face", "centroid above the neck bone"
-
-    def layer(self, i: int) -> tuple[str, str]:
-        if self.count[i] == 0:
-            return "accessory", "no faces"
+            return "objects", "no faces"
         if self.bounds is None:
-            return "accessory", "no head to place it against"
+            return "objects", "no head to place it against"
         top, chin = self.bounds
         height = top - chin
-        y = self.centroid[i, 1]
         with_head = self.head_share[i] >= HEAD_SHARE
         if with_head and not self.skin[i] and (self.top[i] >= chin + SKULL_TOP * height
                                               or self.bottom[i] <= chin - HANGS * height):
-            side, reason = self.hair_side(i)
-            return side, f"hair-like (moves with the head, reaches the skull top or hangs), {reason}"
+            return HAIR, "hair-like (moves with the head, reaches the skull top or hangs)"
         if self.skin[i]:
-            if self.neck_y is not None and y < self.neck_y:
-                return "body", "skin-coloured, below the neck bone"
-            if y >= chin:
-                return "face", "skin-coloured, on the head"
+            if self.neck_y is not None and self.centroid[i, 1] < self.neck_y or self.centroid[i, 1] >= chin:
+                return SKIN, "skin-coloured"
             return "neck", "skin-coloured, between chin and neck bone"
         if self.neck_y is not None and self.bottom[i] < self.neck_y:
-            return "clothes", "not skin-coloured, reaches below the neck bone"
-        return "accessory", "names and geometry say nothing"
+            return "topwear", "not skin-coloured, reaches below the neck bone"
+        if with_head:
+            return "headwear", "moves with the head, names say nothing"
+        return "objects", "names and geometry say nothing"
 
 
 def _head_bounds(model: Model) -> tuple[float, float] | None:
@@ -364,7 +412,7 @@ def _head_bounds(model: Model) -> tuple[float, float] | None:
     return top, chin
 
 
-def _corner_materials(model: Model) -> np.ndarray:
+def corner_materials(model: Model) -> np.ndarray:
     """Material of every index (triangle corner) of ``model.indices``, -1 where none claims it."""
     mats = model.materials
     total = np.asarray(model.indices).size
@@ -378,30 +426,40 @@ def _corner_materials(model: Model) -> np.ndarray:
 
 
 def material_colours(model: Model, corners: np.ndarray, owner: np.ndarray) -> np.ndarray:
-    """(M, 3) diffuse RGB times the median texel under each material's vertices (each texture decoded once).
+    """(M, 3) diffuse RGB times the median texel under each material's vertices.
 
-    ``corners`` are vertex indices and ``owner`` their materials (as _Geometry makes them).
+    ``corners`` are vertex indices and ``owner`` their materials (as Geometry makes them).
     """
+    colours = corner_colours(model, corners, owner)
+    result = np.asarray(model.materials.diffuse[:, :3], np.float64).copy()
+    for i in np.unique(owner):
+        result[i] = np.median(colours[owner == i], axis=0)
+    return result
+
+
+def corner_colours(model: Model, corners: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """(K, 3) diffuse RGB times the texel under each vertex ``corners[k]`` of material ``owner[k]``
+    (each texture decoded once)."""
     from renderer.textures import load_texture
 
-    colours = np.asarray(model.materials.diffuse[:, :3], np.float64).copy()
+    colours = np.asarray(model.materials.diffuse[:, :3], np.float64)[owner].copy()
     images: dict[str, np.ndarray] = {}
     for i, name in enumerate(model.materials.texture):
         path = model.texture_paths.get(name) if name else None
-        mine = corners[owner == i]
-        if path is None or not len(mine):
+        rows = np.flatnonzero(owner == i)
+        if path is None or not len(rows):
             continue
         if path not in images:
             images[path] = load_texture(path)[..., :3]
         image = images[path]
-        uv = np.mod(model.vertices.uv[mine], 1.0)
-        rows = np.minimum((uv[:, 1] * image.shape[0]).astype(np.int64), image.shape[0] - 1)
-        cols = np.minimum((uv[:, 0] * image.shape[1]).astype(np.int64), image.shape[1] - 1)
-        colours[i] *= np.median(image[rows, cols], axis=0) / 255.0
+        uv = np.mod(model.vertices.uv[corners[rows]], 1.0)
+        y = np.minimum((uv[:, 1] * image.shape[0]).astype(np.int64), image.shape[0] - 1)
+        x = np.minimum((uv[:, 0] * image.shape[1]).astype(np.int64), image.shape[1] - 1)
+        colours[rows] *= image[y, x] / 255.0
     return colours
 
 
-def _skin_coloured(rgb: np.ndarray) -> np.ndarray:
+def skin_coloured(rgb: np.ndarray) -> np.ndarray:
     """Light, warm, low-saturation colours: r >= g >= b, r bright, r - b between 0.08 and 0.5."""
     r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
     return (r >= 0.6) & (r >= g) & (g >= b) & (r - b >= 0.08) & (r - b <= 0.5)

@@ -180,8 +180,9 @@ def _check_settings(jobs: int, backend: str, size: int, layers: bool, shading: s
 def layer_module() -> Any:
     """The hook for ``--layers``: ``pipeline.layers`` renders per-part stacks when it exists.
 
-    It must provide ``render_layers(renderer, model, overrides, poses, config) -> (N, L, H, W, 4)
-    uint8``, L being the layers of ``config`` (an annotator.layers.LayerConfig; None: the default).
+    It must provide ``render_layers(renderer, model, overrides, poses, config, full) -> (N, L, H, W, 4)
+    uint8``, L being the layers of ``config`` (an annotator.layers.LayerConfig; None: the default) and
+    ``full`` the full renders of ``poses`` that the layers must composite to.
     """
     try:
         return importlib.import_module("pipeline.layers")
@@ -375,7 +376,8 @@ def render_shard(shard: ShardPlan, settings: RenderSettings, gpu: int | None = N
     name = _relative(out, shard)
     with shards.ShardWriter(out / name, size=settings.size, models=len(shard.slices),
                             samples=shard.samples, split=shard.split, config=settings.config,
-                            layers=list(layer_config.names) if layers else None) as writer:
+                            layers=list(layer_config.names) if layers else None,
+                            taxonomy=layer_config.preset) as writer:
         for piece in shard.slices:
             try:
                 _render_slice(writer, piece, settings, models, samples, layers, gpu)
@@ -412,18 +414,20 @@ def _render_slice(writer: shards.ShardWriter, piece: ModelSlice, settings: Rende
     poses = sample_poses(settings.seed, piece.key, np.arange(piece.start, piece.start + piece.count))
     with Renderer(model, head_bounds=piece.head, morphs=channels.binding(), size=settings.size,
                   shading=settings.shading, gpu=gpu) as renderer:
-        stack = (lambda p: layers.render_layers(renderer, model, piece.layers, p, settings.layer_config)
+        stack = (lambda p, full: layers.render_layers(renderer, model, piece.layers, p, settings.layer_config, full)
                  ) if layers else None
-        writer.add_model(model_index, piece.model, model.sha256 or piece.key, channels.to_json(),
-                         renderer.render(REST_POSE),
-                         stack(REST_POSE[None])[0] if stack else None)
+        rest = renderer.render(REST_POSE)
+        writer.add_model(model_index, piece.model, model.sha256 or piece.key, channels.to_json(), rest,
+                         stack(REST_POSE[None], rest[None])[0] if stack else None)
         for lo in range(0, piece.count, RENDER_BATCH):
             batch = poses[lo:lo + RENDER_BATCH]
             expression = expression_poses(batch)
+            expression_images, posed_images = renderer.render_batch(expression), renderer.render_batch(batch)
             writer.add_samples(first + lo, batch, np.full(len(batch), model_index),
                                np.arange(piece.first_id + lo, piece.first_id + lo + len(batch)),
-                               renderer.render_batch(expression), renderer.render_batch(batch),
-                               stack(expression) if stack else None, stack(batch) if stack else None)
+                               expression_images, posed_images,
+                               stack(expression, expression_images) if stack else None,
+                               stack(batch, posed_images) if stack else None)
 
 
 def _write_sheets(out: Path) -> None:

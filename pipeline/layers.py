@@ -1,25 +1,26 @@
-"""Layer stacks: each semantic layer rendered alone, composited back, and checked against the full render.
+"""Layer stacks: each class rendered alone, made to composite exactly to the full render, and checked.
 
-A stack holds one full-canvas straight-alpha RGBA image per layer (``NAMES``, draw order
-back to front, from :mod:`annotator.layers`), rendered with only that layer's materials
-at the same framing as the full image, so pixels that other layers hide are still there
-(the back hair behind the head is whole). A layer without materials is all zeros.
+A stack holds one full-canvas straight-alpha RGBA image per layer (the config's names,
+draw order back to front; default See-through's 23 classes, :mod:`annotator.layers`),
+each rendered with only the faces of its parts (:mod:`annotator.parts`) at the same
+framing, shading and pose as the full image, so pixels that other layers hide are still
+there (the back hair behind the head is whole). A layer without faces is all zeros.
 
-Compositing the stack with straight-alpha "over" in draw order gives back the full
-render wherever the layer order agrees with depth; where parts interpenetrate, a later
-layer lies behind an earlier one (a strand of back hair in front of the shoulder) or one
-material spans two depths (eyelids in the face material close over the eye layers; a
-hair material holding both the bangs and the back hair) it differs. :func:`composite_error`
-measures that per image: the error of a pixel is the largest channel difference of
-premultiplied RGBA, in 0-255 units, over the pixels either image covers; per image its
-mean, 99th percentile and maximum. Those measure how well draw order stands in for
-depth, and are reported, not judged. What must hold whatever the order is consistency:
-every pixel the render covers shows the frontmost surface there, which its own layer,
-rendered alone, shows identically; and "over" covers the same pixels in any order. The
-consistency error of a pixel is the larger of the alpha difference and the distance
-from the render to the nearest of the layers and their composite; ``mmdsynth verify`` fails an image whose mean
-consistency error exceeds ``CONSISTENCY_TOLERANCE`` (a missing, damaged, shifted or
-foreign layer). Only blends the draw order gets wrong make it non-zero in sound data.
+Compositing the stack with straight-alpha "over" in draw order gives back the full render
+wherever the class order agrees with depth. Where it does not (a strand of back hair in
+front of the shoulder, an eyebrow drawn through the bangs, transparent faces blended in
+file order), :func:`exact_stacks` settles each such pixel against the full render, which
+is the truth: the frontmost layer that shows the render's pixel alone is kept and the
+layers drawn over it there, which are behind it in 3D, are cleared (hidden content of a
+later class cannot sit under an earlier one); where no layer shows it (a blend of two
+classes), the top covering layer takes the colour that makes "over" exact. Only those
+pixels change (:data:`REPAIR_THRESHOLD`), and how many did is returned: the measure of
+how well parts and class order stand in for depth.
+
+:func:`composite_error` is the check ``mmdsynth verify`` applies to every stored stack:
+per image the mean RGB error over covered pixels (largest channel difference of
+premultiplied colour, 0-255) and the largest alpha difference; a stack over
+``MEAN_TOLERANCE`` or ``ALPHA_TOLERANCE`` does not add up, and the dataset fails.
 """
 from __future__ import annotations
 
@@ -30,51 +31,52 @@ from typing import Any
 
 import numpy as np
 
-from annotator.layers import DEFAULT, LayerConfig, assign_layers, layer_groups
+from annotator.layers import DEFAULT, LayerConfig
 
 NAMES = DEFAULT.names
 PAIRS = (("rest", "layers/rest"), ("expression", "layers/expression"), ("posed", "layers/posed"))
 BLOCK = 16  # images (stacks) read at a time by the composite check
+MEAN_TOLERANCE = 2.0  # mean RGB error over covered pixels, 0-255
+ALPHA_TOLERANCE = 2.0  # largest alpha difference, 0-255
+REPAIR_THRESHOLD = 2.0  # a pixel whose composite is further than this from the render is settled
+
+_runs_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-# Measured over 10 poses (mean, p99 of the composite error; the mean consistency error):
-# demo (0.15, 0) with its eyelids in their own material above the eyes, consistency 0;
-# Appearance Miku (8.5, 78), 0.42; miku_v2 (24.8, 160), 0 (one hair material holds bangs
-# and back hair); mokou (4.7, 89), 0.79 (alpha-textured hair). Damaging the demo's stacks:
-# without the face layer consistency becomes 18-21, without the body 18, without the front
-# hair 5.1, shifted by one pixel 11, the stack of another pose 30-91.
-CONSISTENCY_TOLERANCE = 3.0
+def layer_runs(renderer: Any, model: Any, overrides: Mapping[str, str] | None,
+               config: LayerConfig | None = None) -> list[np.ndarray]:
+    """Per layer of ``config`` (default ``NAMES``), the triangle runs of its parts (cached per renderer)."""
+    from annotator.parts import face_layers
+    from renderer.renderer import face_runs
 
-_groups_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def material_groups(renderer: Any, model: Any, overrides: Mapping[str, str] | None,
-                    config: LayerConfig | None = None) -> list[list[int]]:
-    """Material indices per layer of ``config.names`` (default: ``NAMES``) for this renderer's model
-    (cached per renderer)."""
     config = config or DEFAULT
     key = (tuple(sorted((overrides or {}).items())), config)
-    cached = _groups_cache.get(renderer)
+    cached = _runs_cache.get(renderer)
     if cached is None or cached[0] != key:
-        assignments = assign_layers(model, overrides, config, head_bounds=renderer.head_bounds)
-        cached = _groups_cache[renderer] = (key, layer_groups(assignments, config.names))
+        layers = face_layers(model, overrides, config, head_bounds=renderer.head_bounds)
+        cached = _runs_cache[renderer] = (key, [face_runs(layers == k) for k in range(len(config.names))])
     return cached[1]
 
 
 def render_layers(renderer: Any, model: Any, overrides: Mapping[str, str] | None,
-                  poses: np.ndarray, config: LayerConfig | None = None) -> np.ndarray:
-    """(N, L, H, W, 4) uint8: every layer (of ``config``, default ``NAMES``) of every pose, each rendered alone.
+                  poses: np.ndarray, config: LayerConfig | None = None, full: np.ndarray | None = None,
+                  camera: Any = None) -> np.ndarray:
+    """(N, L, H, W, 4) uint8: every layer of every pose, each rendered alone, then made exact against
+    ``full`` (the (N, H, W, 4) full renders; rendered here when None) by :func:`exact_stacks`.
 
     Poses are the outer loop so that each pose is posed once (the renderer reuses its
-    skinning while only the material selection changes).
+    skinning while only the face selection changes).
     """
     poses = np.asarray(poses, np.float64).reshape(-1, 6)
-    groups = material_groups(renderer, model, overrides, config)
-    out = np.zeros((len(poses), len(groups), renderer.size, renderer.size, 4), np.uint8)
+    runs = layer_runs(renderer, model, overrides, config)
+    out = np.zeros((len(poses), len(runs), renderer.size, renderer.size, 4), np.uint8)
     for i, pose in enumerate(poses):
-        for layer, materials in enumerate(groups):
-            if materials:
-                renderer.render_batch(pose[None], out=out[i, layer:layer + 1], materials=materials)
+        for layer, faces in enumerate(runs):
+            if len(faces):
+                renderer.render_batch(pose[None], out=out[i, layer:layer + 1], faces=faces, camera=camera)
+    if full is None:
+        full = renderer.render_batch(poses, camera=camera)
+    exact_stacks(out, full)
     return out
 
 
@@ -108,70 +110,117 @@ def composite(stacks: np.ndarray) -> np.ndarray:
     return unpremultiply(total)
 
 
-def composite_error(stacks: np.ndarray, full: np.ndarray) -> np.ndarray:
-    """(N, 4) float: per image the mean, 99th percentile and max pixel error of the composite and
-    the mean consistency error, all over covered pixels (see the module docstring)."""
-    if not len(full):
-        return np.zeros((0, 4))
-    composed, full = composite(stacks), np.asarray(full)
+def exact_stacks(stacks: np.ndarray, full: np.ndarray) -> np.ndarray:
+    """Settle, in place, every pixel where "over" of ``stacks`` (N, L, H, W, 4) misses ``full`` (N, H, W, 4);
+    (N,) the share of covered pixels settled (see the module docstring)."""
+    full = np.asarray(full)
     target = premultiply(full)
-    difference = np.abs(premultiply(composed) - target) * 255.0
-    unexplained = difference.max(axis=-1)  # a blend is explained when the composite matches
-    for layer in range(np.asarray(stacks).shape[-4]):
-        distance = np.abs(premultiply(stacks[..., layer, :, :, :]) - target).max(axis=-1) * 255.0
-        unexplained = np.minimum(unexplained, distance)
-    consistency = np.maximum(difference[..., 3], np.where(full[..., 3] > 0, unexplained, 0.0))
-    rows = (len(full), int(np.prod(full.shape[1:3])))
+    error = np.abs(premultiply(composite(stacks)) - target).max(axis=-1) * 255.0
+    n, y, x = np.nonzero(error > REPAIR_THRESHOLD)
+    covered = (full[..., 3] > 0).reshape(len(full), -1).sum(axis=1)
+    if not len(n):
+        return np.zeros(len(full))
+    layers = stacks[n, :, y, x]  # (B, L, 4)
+    wanted = target[n, y, x]  # (B, 4)
+    shows = (np.abs(premultiply(layers) - wanted[:, None]).max(axis=-1) * 255.0 <= REPAIR_THRESHOLD)
+    shows &= layers[..., 3] > 0
+    order = np.arange(layers.shape[1])
+    front = np.where(shows.any(axis=1), np.where(shows, order, -1).max(axis=1), -1)
+    layers[(order[None] > front[:, None]) & (front[:, None] >= 0)] = 0  # later classes behind the shown one
+    _solve_top(layers, wanted)
+    stacks[n, :, y, x] = layers
+    return np.bincount(n, minlength=len(full)) / np.maximum(covered, 1)
+
+
+def _solve_top(layers: np.ndarray, wanted: np.ndarray) -> None:
+    """Where "over" of ``layers`` (B, L, 4) still misses ``wanted`` (B, 4, premultiplied), give the top
+    covering layer the colour that makes it exact (clearing those below when no such colour exists)."""
+    total = np.zeros_like(wanted)
+    below = np.zeros_like(wanted)
+    covered = layers[..., 3] > 0
+    top = np.where(covered.any(axis=1), np.where(covered, np.arange(layers.shape[1]), -1).max(axis=1),
+                   layers.shape[1] - 1)
+    for k in range(layers.shape[1]):
+        source = premultiply(layers[:, k])
+        total = source + total * (1.0 - source[:, 3:])
+        below = np.where((k < top)[:, None], total, below)
+    wrong = np.abs(total - wanted).max(axis=-1) * 255.0 > REPAIR_THRESHOLD
+    if not wrong.any():
+        return
+    rows = np.flatnonzero(wrong)
+    under, goal = below[rows], wanted[rows]
+    opaque_under = under[:, 3] >= 1.0 - 1e-6
+    alpha = np.where(goal[:, 3] >= 1.0, 1.0, np.where(
+        opaque_under, -1.0, (goal[:, 3] - under[:, 3]) / np.maximum(1.0 - under[:, 3], 1e-6)))
+    colour = goal[:, :3] - under[:, :3] * (1.0 - alpha[:, None])
+    feasible = ((alpha >= 0) & (alpha <= 1.0) & (colour >= -1e-4).all(axis=1)
+                & (colour <= alpha[:, None] + 1e-4).all(axis=1))
+    alpha = np.where(feasible, alpha, goal[:, 3])
+    colour = np.where(feasible[:, None], colour, goal[:, :3])
+    clear = rows[~feasible]
+    layers[clear] = np.where(np.arange(layers.shape[1])[None, :, None] < top[clear, None, None], 0, layers[clear])
+    layers[rows, top[rows]] = unpremultiply(np.concatenate([colour, alpha[:, None]], axis=1))
+
+
+def composite_error(stacks: np.ndarray, full: np.ndarray) -> np.ndarray:
+    """(N, 2) float: per image the mean RGB error over covered pixels and the largest alpha difference,
+    0-255 (see the module docstring)."""
+    full = np.asarray(full)
+    if not len(full):
+        return np.zeros((0, 2))
+    composed = composite(stacks)
+    difference = np.abs(premultiply(composed) - premultiply(full)) * 255.0
+    rows = (len(full), -1)
     covered = ((composed[..., 3] > 0) | (full[..., 3] > 0)).reshape(rows)
-    error = np.where(covered, difference.max(axis=-1).reshape(rows), np.nan)
-    consistency = np.where(covered, consistency.reshape(rows), np.nan)
-    empty = ~covered.any(axis=1)
-    error[empty] = consistency[empty] = 0.0
-    return np.stack([np.nanmean(error, axis=1), np.nanpercentile(error, 99, axis=1),
-                     np.nanmax(error, axis=1), np.nanmean(consistency, axis=1)], axis=1)
+    rgb = difference[..., :3].max(axis=-1).reshape(rows)
+    mean = np.where(covered, rgb, 0.0).sum(axis=1) / np.maximum(covered.sum(axis=1), 1)
+    alpha = np.abs(composed[..., 3].astype(np.int16) - full[..., 3]).reshape(rows).max(axis=1)
+    return np.stack([mean, alpha.astype(np.float64)], axis=1)
 
 
 @dataclass
 class CompositeFigures:
-    """The composite check of one image field of one shard: worst and average figures."""
+    """The composite check of one image field of one shard: average and worst figures, worst models."""
 
     path: str
     field: str
     images: int
-    mean: float  # average of the per-image means
+    mean: float  # average of the per-image mean RGB errors
     worst_mean: float
-    worst_p99: float
-    worst_max: float
-    worst_consistency: float
-    failing: int  # images whose consistency error exceeds CONSISTENCY_TOLERANCE
+    worst_alpha: float
+    failing: int  # images over MEAN_TOLERANCE or ALPHA_TOLERANCE
     first_failing: int  # row of the first, -1 when none
+    worst_models: list[tuple[str, float, float]]  # (model, worst mean, worst alpha), worst first
 
     def line(self) -> str:
         return (f"{self.path}: {self.field}: composite of layers vs render over {self.images} images: "
-                f"mean {self.mean:.2f}, worst mean {self.worst_mean:.2f}, worst p99 {self.worst_p99:.1f}, "
-                f"worst max {self.worst_max:.0f}, worst consistency {self.worst_consistency:.2f}")
+                f"mean {self.mean:.2f}, worst mean {self.worst_mean:.2f}, worst alpha {self.worst_alpha:.0f}")
 
 
 def check_shard(f: Any, path: str) -> list[CompositeFigures]:
     """The composite check of every (full, layers) pair a shard holds, read ``BLOCK`` images at a time."""
     figures = []
+    names = list(f["models/name"].asstr()[:])
     for field, layers in PAIRS:
         if layers not in f or field not in f or len(f[field]) == 0:
             continue
-        rows = [composite_error(f[layers][lo:lo + BLOCK], f[field][lo:lo + BLOCK])
-                for lo in range(0, len(f[field]), BLOCK)]
-        errors = np.concatenate(rows)
-        failing = np.flatnonzero(errors[:, 3] > CONSISTENCY_TOLERANCE)
+        errors = np.concatenate([composite_error(f[layers][lo:lo + BLOCK], f[field][lo:lo + BLOCK])
+                                 for lo in range(0, len(f[field]), BLOCK)])
+        model = np.arange(len(errors)) if field == "rest" else f["model_index"][:]
+        failing = np.flatnonzero((errors[:, 0] > MEAN_TOLERANCE) | (errors[:, 1] > ALPHA_TOLERANCE))
+        worst = sorted(((names[m], float(errors[model == m, 0].max()), float(errors[model == m, 1].max()))
+                        for m in np.unique(model)), key=lambda entry: (-entry[1], -entry[2]))
         figures.append(CompositeFigures(path, field, len(errors), float(errors[:, 0].mean()),
-                                        float(errors[:, 0].max()), float(errors[:, 1].max()),
-                                        float(errors[:, 2].max()), float(errors[:, 3].max()), len(failing),
-                                        int(failing[0]) if len(failing) else -1))
+                                        float(errors[:, 0].max()), float(errors[:, 1].max()), len(failing),
+                                        int(failing[0]) if len(failing) else -1, worst[:5]))
     return figures
 
 
 def composite_defects(figures: list[CompositeFigures]) -> list[str]:
-    """One defect line per field with stacks above CONSISTENCY_TOLERANCE (layers that do not make the image)."""
+    """One defect line per field with stacks over the tolerance (layers that do not make the image),
+    naming the worst models."""
     return [f"{fig.path}: {fig.field}: {fig.failing} of {fig.images} layer stacks do not composite to their "
-            f"image (consistency error above {CONSISTENCY_TOLERANCE}; first at row {fig.first_failing}; "
-            f"worst {fig.worst_consistency:.2f})"
+            f"image (mean RGB error over {MEAN_TOLERANCE} or alpha over {ALPHA_TOLERANCE}; first at row "
+            f"{fig.first_failing}; worst models: "
+            + ", ".join(f"{name} (mean {mean:.2f}, alpha {alpha:.0f})" for name, mean, alpha in fig.worst_models) + ")"
             for fig in figures if fig.failing]

@@ -104,16 +104,19 @@ class ShardWriter:
     """One shard being written; use as a context manager.
 
     ``size`` is the image side (or ``(H, W)``); ``models`` and ``samples`` the planned
-    counts; ``layers`` the layer names in draw order, or None for a shard without layers.
+    counts; ``layers`` the layer names in draw order, or None for a shard without layers;
+    ``taxonomy`` the name of their preset (an attribute of ``layers/names``).
     """
 
     def __init__(self, path: str | os.PathLike, *, size: int | tuple[int, int], models: int,
-                 samples: int, split: str, config: dict, layers: list[str] | None = None) -> None:
+                 samples: int, split: str, config: dict, layers: list[str] | None = None,
+                 taxonomy: str | None = None) -> None:
         self.path = Path(path)
         self.tmp_path = self.path.with_name(f".{self.path.name}.tmp")
         self.height, self.width = _size(size)
         self.models, self.samples = int(models), int(samples)
         self.split, self.config, self.layers = split, config, list(layers) if layers else None
+        self.taxonomy = taxonomy
         self.file: h5py.File | None = None
 
     def __enter__(self) -> ShardWriter:
@@ -158,7 +161,8 @@ class ShardWriter:
             _array(f, name, (self.models,), STR)
         if self.layers:
             n_layers = len(self.layers)
-            f.create_dataset("layers/names", data=np.array(self.layers, dtype=object), dtype=STR)
+            names = f.create_dataset("layers/names", data=np.array(self.layers, dtype=object), dtype=STR)
+            names.attrs.update(draw_order="back to front", taxonomy=self.taxonomy or "custom")
             _images(f, "layers/rest", (self.models, n_layers), h, w)
             _images(f, "layers/expression", (self.samples, n_layers), h, w)
             _images(f, "layers/posed", (self.samples, n_layers), h, w)

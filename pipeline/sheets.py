@@ -107,35 +107,45 @@ def write_histograms(root: str | os.PathLike) -> Path | None:
     return path
 
 
-def layer_sheet(stack: np.ndarray, names: list[str], full: np.ndarray, columns: int = 7) -> np.ndarray:
-    """RGB: each layer of one (L, H, W, 4) stack, labelled, then their composite and the full image."""
+def layer_sheet(stacks: np.ndarray, names: list[str], fulls: np.ndarray) -> np.ndarray:
+    """RGB: a column per layer under its class name, then the composite and the full render; a row
+    per (L, H, W, 4) stack of ``stacks`` (one stack, or R of them with R full images)."""
     from PIL import Image, ImageDraw
 
     from pipeline.layers import composite
 
-    tiles = [*stack, composite(stack), full]
+    stacks, fulls = np.asarray(stacks), np.asarray(fulls)
+    if stacks.ndim == 4:
+        stacks, fulls = stacks[None], fulls[None]
+    side = fulls.shape[1]
     labels = [*names, "composite", "full render"]
-    tiles += [np.zeros_like(full)] * (-len(tiles) % columns)
-    labels += [""] * (len(tiles) - len(labels))
-    pictures = []
-    for tile, label in zip(tiles, labels):
-        picture = Image.fromarray(_on_backdrop(tile))
-        ImageDraw.Draw(picture).text((3, 2), label, fill=(255, 255, 255))
-        pictures.append(np.pad(np.asarray(picture), ((2, 2), (2, 2), (0, 0)), constant_values=255))
-    rows = [np.concatenate(pictures[i:i + columns], axis=1) for i in range(0, len(pictures), columns)]
+    header = Image.new("RGB", ((side + 4) * len(labels), 24), (255, 255, 255))
+    draw = ImageDraw.Draw(header)
+    for column, label in enumerate(labels):
+        draw.text((column * (side + 4) + 4, 6), label, fill=(0, 0, 0))
+    rows = [np.asarray(header)]
+    for stack, full in zip(stacks, fulls):
+        tiles = [*stack, composite(stack), full]
+        rows.append(np.concatenate([np.pad(_on_backdrop(tile), ((2, 2), (2, 2), (0, 0)), constant_values=255)
+                                    for tile in tiles], axis=1))
     return np.concatenate(rows, axis=0)
 
 
-def write_layer_preview(root: str | os.PathLike, model: int = 0) -> Path | None:
-    """``DIR/layers.png``: the rest layer stack of one model beside its composite; None without layers."""
+def write_layer_preview(root: str | os.PathLike, rows: int = 4) -> Path | None:
+    """``DIR/layers.png``: rest stacks of the first models and posed stacks of the first samples, each
+    beside its composite and full render; None without layers."""
     from PIL import Image
 
-    for path in shard_files(root):
-        with shards.open_shard(path) as f:
-            if "layers/rest" not in f or model >= len(f["rest"]):
-                return None
-            sheet = layer_sheet(f["layers/rest"][model], list(f["layers/names"].asstr()[:]), f["rest"][model])
-        out = Path(root) / LAYERS_NAME
-        Image.fromarray(sheet).save(out)
-        return out
-    return None
+    files = shard_files(root)
+    if not files:
+        return None
+    with shards.open_shard(files[0]) as f:
+        if "layers/rest" not in f or not len(f["rest"]):
+            return None
+        models, samples = min(rows // 2 or 1, len(f["rest"])), min(rows - rows // 2, len(f["posed"]))
+        stacks = np.concatenate([f["layers/rest"][:models], f["layers/posed"][:samples]])
+        fulls = np.concatenate([f["rest"][:models], f["posed"][:samples]])
+        sheet = layer_sheet(stacks, list(f["layers/names"].asstr()[:]), fulls)
+    out = Path(root) / LAYERS_NAME
+    Image.fromarray(sheet).save(out)
+    return out

@@ -8,7 +8,7 @@ lighting conventions.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Iterable, Mapping, Sequence
 
@@ -112,20 +112,22 @@ class Renderer:
 
     def render(self, pose: Sequence[float], *, materials: Iterable[int] | None = None,
                extra_morphs: Mapping[str, float] | None = None,
-               camera: Camera | None = None) -> np.ndarray:
+               camera: Camera | None = None, faces: np.ndarray | None = None) -> np.ndarray:
         """One (size, size, 4) uint8 straight-alpha image of ``pose`` (DESIGN.md's 6 numbers).
 
-        ``materials`` draws only those material indices (layer stacks); ``extra_morphs``
-        adds {morph name: weight} on top of the pose's morphs; ``camera`` replaces the
-        head framing (its depth range is refitted to the model).
+        ``materials`` draws only those material indices (layer stacks); ``faces`` only the
+        triangle runs of a (K, 2) array of [first, end) triangle numbers (parts of materials,
+        :func:`face_runs` of a mask), each with its material's state, in file order;
+        ``extra_morphs`` adds {morph name: weight} on top of the pose's morphs; ``camera``
+        replaces the head framing (its depth range is refitted to the model).
         """
         out = np.empty((self.size, self.size, 4), np.uint8)
-        self._render_into(out, pose, materials, extra_morphs, camera)
+        self._render_into(out, pose, materials, extra_morphs, camera, faces)
         return out
 
     def render_batch(self, poses: Sequence[Sequence[float]] | np.ndarray, *, out: np.ndarray | None = None,
                      materials: Iterable[int] | None = None, extra_morphs: Mapping[str, float] | None = None,
-                     camera: Camera | None = None) -> np.ndarray:
+                     camera: Camera | None = None, faces: np.ndarray | None = None) -> np.ndarray:
         """(N, size, size, 4) images of N poses, written into ``out`` when given; options as :meth:`render`."""
         poses = np.asarray(poses, np.float64)
         if poses.ndim != 2 or poses.shape[1] != 6:
@@ -133,7 +135,7 @@ class Renderer:
         if out is None:
             out = np.empty((len(poses), self.size, self.size, 4), np.uint8)
         for pose, image in zip(poses, out):
-            self._render_into(image, pose, materials, extra_morphs, camera)
+            self._render_into(image, pose, materials, extra_morphs, camera, faces)
         return out
 
     def redraw(self, out: np.ndarray | None = None) -> np.ndarray:
@@ -158,11 +160,12 @@ class Renderer:
 
     # -- per render ---------------------------------------------------------------------
 
-    def _render_into(self, out: np.ndarray, pose, materials, extra_morphs, camera) -> None:
+    def _render_into(self, out: np.ndarray, pose, materials, extra_morphs, camera, faces=None) -> None:
         pose = _check_pose(pose)
         self._apply_morphs(self._morph_weights(pose, extra_morphs))
         self._apply_rotation(pose)
-        self._draw_into(out, self._select(materials), fit_depth(camera, self.model) if camera else self.camera)
+        draws = self._select(materials) if faces is None else self._select_faces(faces)
+        self._draw_into(out, draws, fit_depth(camera, self.model) if camera else self.camera)
 
     def _morph_weights(self, pose: np.ndarray, extra: Mapping[str, float] | None) -> dict[int, float]:
         weights = name_weights(self.model, extra) if extra else {}
@@ -204,6 +207,19 @@ class Renderer:
         if bad:
             raise ValueError(f"material indices out of range 0..{count - 1}: {bad}")
         return [d for d in self._draws if d.material in chosen and self._visible[d.material]]
+
+    def _select_faces(self, runs: np.ndarray) -> list[_Draw]:
+        """The visible draws cut to the triangle runs [first, end): one draw per overlap, in file order."""
+        runs = np.asarray(runs, np.int64).reshape(-1, 2) * 3
+        starts, ends = runs[:, 0], runs[:, 1]
+        draws = []
+        for draw in self._select(None):
+            lo, hi = draw.first, draw.first + draw.count
+            for k in range(np.searchsorted(ends, lo, "right"), np.searchsorted(starts, hi, "left")):
+                first, last = max(starts[k], lo), min(ends[k], hi)
+                if last > first:
+                    draws.append(replace(draw, first=int(first), count=int(last - first)))
+        return draws
 
     def _draw_into(self, out: np.ndarray, draws: list[_Draw], camera: Camera) -> None:
         ctx = self._ctx
@@ -328,6 +344,13 @@ class Renderer:
         if shared:
             return self._textures.get(f"shared:{name}", lambda: shared_toon(name), repeat=False)
         return self._texture(name, repeat=False)
+
+
+def face_runs(mask: np.ndarray) -> np.ndarray:
+    """(K, 2) [first, end) triangle runs where a per-triangle boolean mask is true (``faces=`` of render)."""
+    padded = np.concatenate([[False], np.asarray(mask, bool), [False]])
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    return edges.reshape(-1, 2)
 
 
 def static_vertex_data(model: Model) -> np.ndarray:

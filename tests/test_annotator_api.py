@@ -205,14 +205,14 @@ def test_cli_reports_a_bad_folder_in_one_line(tmp_path):
 def test_layers_lists_every_material_with_its_suggested_layer(client):
     model_id = ids(client)[DEMO]
     data = client.get(f"/api/models/{model_id}/layers").json
-    from annotator.layers import LAYERS
+    from annotator.layers import CLASSES
 
-    assert data["layers"] == list(LAYERS)
+    assert data["layers"] == list(CLASSES)
     materials = data["materials"]
     assert [m["name"] for m in materials] == demo_model().materials.names
     assert [m["material"] for m in materials] == list(range(len(materials)))
     by_name = {m["name"]: m for m in materials}
-    assert (by_name["後髪"]["layer"], by_name["瞳"]["layer"], by_name["体"]["layer"]) == ("back_hair", "iris", "body")
+    assert (by_name["後髪"]["layer"], by_name["瞳"]["layer"], by_name["体"]["layer"]) == ("back hair", "irides", "topwear")
     assert all(m["decided"] in ("name", "geometry") and m["reason"] for m in materials)
 
 
@@ -230,16 +230,16 @@ def test_material_view_shows_that_material_alone(client):
 def test_confirm_saves_layer_overrides_and_refuses_unknown_ones(client, tree):
     model_id = ids(client)[DEMO]
     head = client.get(f"/api/models/{model_id}").json["record"]["head"]
-    for layers, message in (({"体": "tail"}, "unknown layer 'tail'"), ({"尻尾": "body"}, "no material named '尻尾'"),
+    for layers, message in (({"体": "hat"}, "unknown layer 'hat'"), ({"尻尾": "topwear"}, "no material named '尻尾'"),
                             (["体"], "must map")):
         bad = client.post(f"/api/models/{model_id}/confirm", json={"head": head, "layers": layers})
         assert bad.status_code == 400 and message in bad.json["error"]
-    response = client.post(f"/api/models/{model_id}/confirm", json={"head": head, "layers": {"体": "clothes"}})
+    response = client.post(f"/api/models/{model_id}/confirm", json={"head": head, "layers": {"体": "neckwear"}})
     assert response.status_code == 200, response.json
     (record,) = [r for r in read_manifest(tree / "manifest.jsonl") if r.model == DEMO]
-    assert record.layers == {"体": "clothes"}
+    assert record.layers == {"体": "neckwear"}
     kept = client.post(f"/api/models/{model_id}/confirm", json={"head": head})  # no layers: the saved ones stay
-    assert kept.json["record"]["layers"] == {"体": "clothes"}
+    assert kept.json["record"]["layers"] == {"体": "neckwear"}
 
 
 def close_ups(client, morphs: list[int], query: str = "") -> list[np.ndarray]:

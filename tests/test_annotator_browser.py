@@ -103,7 +103,7 @@ def override_a_layer(page, artifacts: Path, name: str) -> tuple[str, str]:
         return img.src && img.complete && img.naturalWidth > 0; }""", timeout=TIMEOUT_MS)
     material = row.locator(".name").inner_text()
     suggested = row.locator("select").input_value()
-    layer = "accessory" if suggested != "accessory" else "clothes"
+    layer = "objects" if suggested != "objects" else "neckwear"
     row.locator("select").select_option(layer)
     assert "overridden" in row.get_attribute("class") and layer in page.locator("#material-about").inner_text()
     page.screenshot(path=str(artifacts / f"annotator_{name}_layers.png"))

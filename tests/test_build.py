@@ -161,6 +161,7 @@ def test_layers_hook_writes_stacks(manifest, tmp_path):
     build(manifest, tmp_path, poses_per_model=2, size=SIZE, layers=True, progress=False, sheets=False)
     with shards.open_shard(tmp_path / "shards" / "train-00000.h5") as f:
         assert list(f["layers/names"].asstr()[:]) == list(NAMES)
+        assert f["layers/names"].attrs["taxonomy"] == "see-through"
         assert f["layers/posed"].shape == (2, len(NAMES), SIZE, SIZE, 4)
         assert f["layers/rest"].shape == (1, len(NAMES), SIZE, SIZE, 4)
         covered = f["layers/posed"][:, :, :, :, 3].max(axis=1) > 0
@@ -208,6 +209,7 @@ def test_gpu_choice_is_not_config_and_a_missing_gpu_is_one_line(manifest, serial
 
 
 LAYER_CONFIG = """\
+preset: coarse
 layers: [back_hair, body, neck, face, eyes, mouth, eyelash_brow, front_hair, accessory]
 rename: {eyelash_brow: brows}
 keywords: {白目: eyes, 瞳: eyes}

@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-from annotator.layers import LAYERS, LayerConfigError, load_config
+from annotator.layers import CLASSES as LAYERS, LayerConfigError, load_config
 from pipeline.cli import cli, main
 from pipeline.layers import composite_error
 from pipeline.live2d import DumpError, import_dumps, read_dump
@@ -29,9 +29,9 @@ PARTS = [("PartHairBack", 1, (40, 150, 160), (90, 80, 70, 75)),
          ("PartMouth", 7, (120, 30, 40), (90, 118, 10, 4)),
          ("PartHairFront", 8, (60, 180, 185), (90, 45, 52, 25)),
          ("PartHat", 9, (200, 40, 40), (90, 22, 30, 12))]
-EXPECTED = {"PartHairBack": "back_hair", "PartBody": "body", "PartFace": "face", "PartEyeWhiteL": "eye_white",
-            "PartEyeBallL": "iris", "PartBrowL": "eyelash_brow", "PartMouth": "mouth",
-            "PartHairFront": "front_hair", "PartHat": "accessory"}
+EXPECTED = {"PartHairBack": "back hair", "PartBody": "topwear", "PartFace": "face", "PartEyeWhiteL": "eyewhite",
+            "PartEyeBallL": "irides", "PartBrowL": "eyebrow", "PartMouth": "mouth",
+            "PartHairFront": "front hair", "PartHat": "headwear"}
 
 
 def ellipse(colour, cx, cy, rx, ry) -> np.ndarray:
@@ -119,15 +119,15 @@ def test_full_canvas_dump_becomes_layers(imported):
 def test_occluded_parts_stay_whole(imported):
     """The back hair keeps the pixels the face hides in all.png."""
     data = read(imported, "a_full")
-    back_hair = data["layers"][LAYERS.index("back_hair")][..., 3]
+    back_hair = data["layers"][LAYERS.index("back hair")][..., 3]
     face = data["layers"][LAYERS.index("face")][..., 3] == 255
     assert (back_hair[face] == 255).mean() > 0.9
 
 
 def test_composite_reproduces_all_png(imported):
     data = read(imported, "a_full")
-    mean, p99, worst, consistency = composite_error(data["layers"][None], data["rest"][None])[0]
-    assert mean < 1.0 and p99 < 8 and consistency < 1.0, (mean, p99, worst, consistency)
+    mean, alpha = composite_error(data["layers"][None], data["rest"][None])[0]
+    assert mean < 1.0 and alpha <= 2, (mean, alpha)
 
 
 def test_square_padding_and_size(imported):
@@ -141,8 +141,8 @@ def test_square_padding_and_size(imported):
 def test_cropped_dump_matches_full_canvas(imported):
     full, cropped = read(imported, "a_full"), read(imported, "b_cropped")
     difference = np.abs(full["layers"].astype(int) - cropped["layers"].astype(int))
-    assert difference.max() <= 2
-    assert composite_error(cropped["layers"][None], full["rest"][None])[0, 1] < 8
+    assert (difference.max(axis=-1) <= 2).mean() > 0.99  # all but the edges a.png's settling touched
+    assert composite_error(cropped["layers"][None], full["rest"][None])[0, 0] < 1.0
 
 
 def test_one_sample_per_model_at_the_default_pose(imported):
@@ -204,14 +204,14 @@ def test_bad_dumps_are_skipped_with_exit_status_1(tmp_path):
 
 def test_map_file_changes_the_part_table(dumps, tmp_path):
     config = tmp_path / "map.yaml"
-    config.write_text(yaml.safe_dump({"parts": {"^PartHat$": "clothes"}}))
+    config.write_text(yaml.safe_dump({"parts": {"^PartHat$": "topwear"}}))
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["layers", "import", str(dumps), "--out", str(out), "--size", "32",
                                       "--map", str(config), "-q"])
     assert result.exit_code == 0, result.output
     with h5py.File(out / "shards" / "train-00000.h5") as f:
         layers = f["layers/rest"][0]
-    assert layers[LAYERS.index("clothes")][..., 3].any() and not layers[LAYERS.index("accessory")].any()
+    assert layers[LAYERS.index("topwear")][..., 3].any() and not layers[LAYERS.index("headwear")].any()
 
 
 def test_bad_map_file_is_a_one_line_error(dumps, tmp_path, monkeypatch, capsys):

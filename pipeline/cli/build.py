@@ -7,7 +7,7 @@ from pipeline.cli import register_user_error
 
 
 @click.command()
-@click.option("--manifest", "-m", required=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--manifest", "-m", required=True, type=str,
               help="Manifest (JSON lines); records with status ok are built.")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
               help="Dataset directory: shards/, index.json, preview.png, pose_histograms.png.")
@@ -26,9 +26,10 @@ from pipeline.cli import register_user_error
 @click.option("--shard-size", default=1000, show_default=True, type=click.IntRange(min=1),
               help="Samples per shard at most (whole models are kept together when they fit).")
 @click.option("--layers", is_flag=True, help="Also render per-part layer stacks (needs pipeline.layers).")
-@click.option("--layer-config", type=click.Path(exists=True, dir_okay=False),
-              help="YAML or JSON layer configuration (layer names and order, keywords, renames; see "
-                   "annotator/layers.py) for --layers.")
+@click.option("--layer-config", type=str,
+              help="Layer taxonomy for --layers: a preset (see-through: See-through's 23 classes, the default; "
+                   "coarse: the earlier 11 layers) or a YAML or JSON file (preset, names and order, keywords, "
+                   "renames; see annotator/layers.py).")
 @click.option("--shading", type=click.Choice(["phong", "toon"]), default="phong", show_default=True,
               help="Phong (DESIGN.md's lighting) or MMD's toon shading.")
 @click.option("--gpu", "gpus", multiple=True, metavar="N[,N...]",
