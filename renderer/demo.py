@@ -26,6 +26,7 @@ from PIL import Image
 
 from renderer.model import (Bones, BoneFlag, Deform, MaterialFlag, Materials, Model, Morph,
                             MorphKind, Vertices)
+from renderer.shading import MMD_LIGHT
 
 # Skull: an ellipsoid above HEAD_Y; below it the rings narrow to a chin pushed forward.
 HEAD_Y = 19.0
@@ -541,7 +542,7 @@ def _materials(parts: list[_Part]) -> tuple[Materials, np.ndarray]:
     materials = Materials(
         names=names, names_en=[en for _n, en, *_rest in MATERIALS],
         diffuse=diffuse, specular=np.full((m, 3), 0.1, np.float32), shininess=np.full(m, 12.0, np.float32),
-        ambient=(diffuse[:, :3] * 0.7).astype(np.float32), flags=flags,
+        ambient=(diffuse[:, :3] * (1 - MMD_LIGHT)).astype(np.float32), flags=flags,  # MMD shows the listed RGB
         edge_color=np.tile(np.array([0.1, 0.1, 0.12, 1.0], np.float32), (m, 1)),
         edge_size=np.ones(m, np.float32), sphere=[None] * m,
         texture=[IRIS_TEXTURE if name == "瞳" else None for name in names],

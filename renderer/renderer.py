@@ -20,7 +20,7 @@ from renderer.errors import ModelError
 from renderer.framing import Camera, fit_depth, head_camera, head_center_x, model_bounds
 from renderer.model import MaterialFlag, Model
 from renderer.morphs import MorphEvaluator, morph_index, name_weights
-from renderer.shading import TABLE_WIDTH, MaterialMaps, TextureCache, material_table
+from renderer.shading import MMD_LIGHT, TABLE_WIDTH, MaterialMaps, TextureCache, material_table
 from renderer.humanoid import head_bone, neck_bone
 from renderer.skeleton import Skeleton, head_pose_rotations
 from renderer.textures import load_texture, shared_toon
@@ -257,8 +257,8 @@ class Renderer:
                 (ctx.enable if culling else ctx.disable)(moderngl.CULL_FACE)
             uniform.value = draw.material
             draw.texture.use(0)
+            draw.sphere.use(1)
             if self.shading == "toon":
-                draw.sphere.use(1)
                 draw.toon.use(2)
             vao.render(moderngl.TRIANGLES, vertices=draw.count, first=draw.first)
 
@@ -274,8 +274,8 @@ class Renderer:
             vertex_shader=_source("skin.glsl", "material.glsl", "mesh.vert"),
             fragment_shader=_source("material.glsl", "lighting.glsl", fragment)))
         self._program["base_texture"] = 0
+        self._program["sphere_texture"] = 1
         if self.shading == "toon":
-            self._program["sphere_texture"] = 1
             self._program["toon_texture"] = 2
         if self.edges:
             self._edge_program = self._keep(self._ctx.program(
@@ -409,5 +409,5 @@ def _present(program: moderngl.Program, content: list[tuple]) -> list[tuple]:
 def _source(*names: str, defines: Sequence[str] = ()) -> str:
     """GLSL source: version line, defines, then the named files concatenated (GLSL has no #include)."""
     folder = resources.files("renderer") / "shaders"
-    lines = ["#version 430", *(f"#define {d}" for d in defines)]
+    lines = ["#version 430", f"#define MMD_LIGHT {MMD_LIGHT:.9f}", *(f"#define {d}" for d in defines)]
     return "\n".join(lines + [(folder / name).read_text(encoding="utf-8") for name in names])

@@ -17,8 +17,15 @@ import numpy as np
 # edge size 1, then texture, sphere and toon tints (multiply) 4 each -> shader struct Material:
 # diffuse, specular + shininess, ambient + edge size, edge colour.
 _TABLE_COLUMNS = np.r_[0:4, 4:8, 8:11, 15, 11:15]
+MMD_LIGHT = 154.0 / 255.0  # MMD's default light colour (grey 154); the shaders get it as a define
 _TINTS = 16  # first tint column; each tint is a (multiply, add) pair of vec4 in the shader
 TABLE_WIDTH = 44  # 11 vec4 per material (std430)
+
+
+def mmd_colour(diffuse: np.ndarray, ambient: np.ndarray) -> np.ndarray:
+    """A material's colour as MMD shows it before texture, sphere and toon: diffuse under MMD's
+    light plus ambient, clamped. Both shadings reflect light with it (shaders/lighting.glsl)."""
+    return np.clip(np.asarray(diffuse)[..., :3] * MMD_LIGHT + np.asarray(ambient), 0.0, 1.0)
 
 
 @dataclass(frozen=True)

@@ -209,6 +209,46 @@ def test_qdef_keeps_the_volume_of_a_twisted_tube():
     assert width[Deform.BDEF2] <= 0.8 * 16
 
 
+# -- lighting: DESIGN.md's Phong and MMD's colours --------------------------------------
+
+
+def _centre_colour(model, shading: str = "phong") -> np.ndarray:
+    """RGB at the image centre of a unit-quad model seen by the head framing."""
+    from renderer.renderer import Renderer
+    with Renderer(model, head_bounds=(1.0, -1.0), size=32, shading=shading) as renderer:
+        return renderer.render(REST)[16, 16, :3].astype(int)
+
+
+@pytest.mark.parametrize("diffuse", [(1.0, 1.0, 1.0), (0.4, 0.2, 0.6), (0.9, 0.1, 0.1)])
+def test_phong_shows_a_surface_facing_the_light_in_its_full_mmd_colour(diffuse):
+    """Ambient 0.5 + directional 0.5 reflected by MMD's colour (diffuse x 154/255 + ambient):
+    lit white is white, not 75% grey; edge-on the surface keeps the ambient half."""
+    from renderer.shading import mmd_colour
+    model = quads_model([(-1, -1, 1, 1, 0.0)], diffuse=[[*diffuse, 1.0]])
+    expected = np.rint(mmd_colour(model.materials.diffuse[0], model.materials.ambient[0]) * 255)
+    np.testing.assert_allclose(_centre_colour(model), expected, atol=1)
+    np.testing.assert_allclose(_centre_colour(model, "toon"), expected, atol=1)  # toon without a ramp: the same
+    model.vertices.normals[:] = [1, 0, 0]
+    np.testing.assert_allclose(_centre_colour(model), np.rint(expected / 2), atol=1)
+
+
+@pytest.mark.parametrize("shading", ["phong", "toon"])
+@pytest.mark.parametrize("mode, sphere, expected", [
+    (1, (0.2, 0.6, 0.7), lambda colour, sphere: colour * sphere),  # .sph: multiply
+    (2, (0.25, 0.25, 0.25), lambda colour, sphere: np.minimum(colour + sphere, 1)),  # .spa: add
+])
+def test_sphere_maps_multiply_or_add_in_both_shadings(tmp_path, shading, mode, sphere, expected):
+    """miku_m's hair colour lives in its multiply sphere map; Phong used to drop it (silver hair)."""
+    from renderer.shading import mmd_colour
+    Image.new("RGB", (8, 8), tuple(round(255 * c) for c in sphere)).save(tmp_path / "sphere.bmp")
+    model = quads_model([(-1, -1, 1, 1, 0.0)], diffuse=[[0.6, 0.6, 0.6, 1.0]])
+    model.materials.sphere[0], model.materials.sphere_mode[0] = "sphere.sph", mode
+    model.texture_paths["sphere.sph"] = str(tmp_path / "sphere.bmp")
+    colour = mmd_colour(model.materials.diffuse[0], model.materials.ambient[0])
+    np.testing.assert_allclose(_centre_colour(model, shading), np.rint(expected(colour, np.array(sphere)) * 255),
+                               atol=2)
+
+
 # -- the demo character ----------------------------------------------------------------
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -102,3 +102,33 @@ def test_pose_signs_on_a_real_model(shared_models, name):
     assert turned_left[0] > rest[0] + 2, "head_y > 0 must turn the face to the character's left"
     assert looking_up[1] < rest[1] - 2, "head_x > 0 must lift the face"
     assert tilted[0] < rest[0] - 2, "neck_z > 0 must tilt the head to the character's right shoulder"
+
+
+LIGHTING_MODELS = {"miku_m": "mmd_default/miku_m.pmd", "appearance_miku": SHARED["appearance_miku"],
+                   "meiko": "mmd_default/MEIKO.pmd", "chanco_miku": "chanco_chibi/CHANxCO_style_MIKU.pmx"}
+
+
+def test_phong_keeps_mmd_colours_and_sphere_maps_beside_toon(shared_models, artifacts):
+    """Phong beside toon (full body) in tests/artifacts/lighting_phong_toon.png. miku_m's hair
+    takes its teal from the multiply sphere map mikuhair.sph: it must not render silver."""
+    from renderer.framing import full_body_camera
+    from renderer.loader import load_model
+    from renderer.renderer import Renderer
+
+    rows = []
+    for name, path in LIGHTING_MODELS.items():
+        model = load_model(shared_models / path)
+        row = []
+        for shading in ("phong", "toon"):
+            with Renderer(model, size=192, shading=shading, edges=shading == "toon") as renderer:
+                camera = full_body_camera(model)
+                row.append(renderer.render([0] * 6, camera=camera))
+                if name == "miku_m":
+                    hair = renderer.render([0] * 6, camera=camera, materials=[1])  # 材質2, sphere mikuhair.sph
+                    rgb = hair[hair[..., 3] > 0, :3].astype(float).mean(0)
+                    assert rgb[1] > rgb[0] + 60 and rgb[2] > rgb[0] + 60, (shading, rgb)
+        rows.append(np.concatenate(row, axis=1))
+    sheet = np.concatenate(rows, axis=0)
+    alpha = sheet[..., 3:] / 255.0
+    Image.fromarray((sheet[..., :3] * alpha + 96 * (1 - alpha)).astype(np.uint8)).save(
+        artifacts / "lighting_phong_toon.png")
