@@ -33,6 +33,10 @@ JSON API (errors are ``{"error": message}`` with status 400, 403, 404, 409, 413 
     the headers ``X-Model-Y-Top`` and ``X-Model-Y-Bottom``); y is linear in between.
 ``GET /api/models/<id>/preview.png?top=Y&bottom=Y``
     The 256 x 256 dataset framing for these head bounds (DESIGN.md).
+``GET /api/models/<id>/channels.png?top=Y&bottom=Y[&role=name...]``
+    The channel check's face close-ups side by side: rest, eye_left, eye_right and
+    mouth at 1, driven by the record's roles (or the roles given), so a person sees
+    what each pose channel will show.
 ``GET /api/models/<id>/morphs/<index>.png[?top=Y&bottom=Y]``
     A face close-up with morph ``index`` (file order; that morph even where names
     repeat) at full weight, around these head bounds (a guess from the model's height
@@ -128,10 +132,11 @@ def lowest_confidence(record: Record) -> float | None:
 class Catalog:
     """The models, their saved records and their suggestions; safe to share between threads."""
 
-    def __init__(self, models_dir: Path, manifest: Path, models_root: Path):
+    def __init__(self, models_dir: Path, manifest: Path, models_root: Path,
+                 suggester: Callable[[Path, Path], Record] = suggest):
         if manifest.is_dir():
             raise SetupError(f"{manifest}: the manifest must be a file, not a folder")
-        self.manifest, self.models_root = manifest, models_root
+        self.manifest, self.models_root, self._suggester = manifest, models_root, suggester
         self.entries = scan_models(models_dir, models_root)
         self._saved: dict[str, Record] = {}
         self._suggested: dict[str, Record] = {}
@@ -179,7 +184,7 @@ class Catalog:
             known = self.known(entry)
             if known is not None:
                 return known
-            record = _suggest(entry, self.models_root)
+            record = _suggest(entry, self.models_root, self._suggester)
             with self._lock:
                 self._suggested[entry.name] = record
             return record
@@ -225,10 +230,10 @@ class Catalog:
                 self.suggestion(entry)
 
 
-def _suggest(entry: Entry, models_root: Path) -> Record:
+def _suggest(entry: Entry, models_root: Path, suggester: Callable[[Path, Path], Record]) -> Record:
     """A suggestion; a crash inside the suggester must not take the GUI down with it."""
     try:
-        return suggest(entry.path, models_root)
+        return suggester(entry.path, models_root)
     except Exception as error:  # noqa: BLE001 - reported on the model's page, logged in full
         log.exception("suggesting %s failed", entry.name)
         return Record(model=entry.name, sha256=model_sha256(entry.path), status="rejected",
@@ -311,7 +316,9 @@ def create_app(models_dir: str | os.PathLike, manifest_path: str | os.PathLike,
     """
     manifest = Path(manifest_path)
     root = Path(models_root) if models_root is not None else default_models_root(manifest)
-    annotator = Annotator(Catalog(Path(models_dir), manifest, root), RenderService())
+    renders = RenderService()
+    catalog = Catalog(Path(models_dir), manifest, root, lambda path, root: renders.suggest(str(path), str(root)))
+    annotator = Annotator(catalog, renders)
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.extensions["mmdsynth"] = annotator
@@ -381,6 +388,14 @@ def _routes(app: Flask, annotator: Annotator) -> None:
         entry = catalog.entry(model_id)
         head = _head_query(required=True)
         return _png(_rendered(lambda: renders.framing(str(entry.path), head)))
+
+    @app.get("/api/models/<int:model_id>/channels.png")
+    def channels(model_id: int):
+        entry = catalog.entry(model_id)
+        head = _head_query(required=True)
+        roles = dict(catalog.record(entry).morphs)
+        roles.update({role: request.args[role] or None for role in ROLES if role in request.args})
+        return _png(_rendered(lambda: renders.channels(str(entry.path), head, roles)))
 
     @app.get("/api/models/<int:model_id>/morphs/<int:index>.png")
     def close_up(model_id: int, index: int):

@@ -160,6 +160,12 @@ class RenderWorker:
         return ModelInfo(ordered_morphs(model), self._mapping(model), list(model.warnings),
                          list(model.materials.names))
 
+    def suggest(self, path: str, models_root: str):
+        """The suggester's record (it renders close-ups, so it runs here, beside the GL context)."""
+        from annotator.suggest import suggest
+
+        return suggest(path, models_root)
+
     def layers(self, path: str, head: tuple[float, float] | None) -> list[dict[str, Any]]:
         """Every material's suggested layer (manifest overrides left out: the page shows those)."""
         from annotator.layers import assign_layers
@@ -183,6 +189,19 @@ class RenderWorker:
         except ValueError as error:
             raise ModelError(path, str(error)) from None
         return encode_png(renderer.render(NEUTRAL, camera=camera))
+
+    def channels(self, path: str, head: tuple[float, float], roles: dict[str, str | None]) -> bytes:
+        """The channel check's close-ups side by side: rest, eye_left, eye_right, mouth at 1."""
+        from annotator.binding import RoleError, bind_roles
+        from annotator.channels import close_ups
+
+        model = self._model(path)
+        try:
+            binding = bind_roles(roles, {morph.name for morph in model.morphs}).binding()
+        except RoleError as error:
+            raise ModelError(path, str(error)) from None
+        images = close_ups(model, head, binding, PREVIEW_SIZE)
+        return encode_png(np.concatenate(list(images.values()), axis=1))
 
     def close_up(self, path: str, morph: int, head: tuple[float, float] | None) -> bytes:
         from renderer.framing import region_camera
@@ -309,6 +328,14 @@ class RenderService:
     def close_up(self, path: str, morph: int, head: tuple[float, float] | None) -> bytes:
         """PNG of the face with morph number ``morph`` at full weight, around ``head`` (or a guess)."""
         return self._run(path, BACKGROUND, "close_up", path, morph, head)
+
+    def channels(self, path: str, head: tuple[float, float], roles: dict[str, str | None]) -> bytes:
+        """PNG strip of the channel check: rest, eye_left, eye_right and mouth at 1, face close-ups."""
+        return self._run(path, URGENT, "channels", path, head, roles)
+
+    def suggest(self, path: str, models_root: str):
+        """The suggested manifest record of one model (a ``Record``)."""
+        return self._run(path, URGENT, "suggest", path, models_root)
 
     def layers(self, path: str, head: tuple[float, float] | None) -> list[dict[str, Any]]:
         """Every material's suggested layer: {"material", "name", "layer", "decided", "reason"}."""

@@ -13,12 +13,12 @@ from typing import Any
 
 ROLES = ("mouth_open", "blink", "wink_left", "wink_right",
          "smile_blink", "smile_wink_left", "smile_wink_right")
-STATUSES = ("ok", "rejected", "unlabeled")
+STATUSES = ("ok", "review", "rejected", "unlabeled")  # review: suggested, held for a person (reasons in review)
 SPLITS = ("train", "val", "test")  # a split names a shard file: a closed set, never a path
 HEAD_LIMIT = 1e5  # |y| of head bounds; MMD models are tens of units tall
 SOURCES = ("suggested", "annotated")
 FIELDS = ("model", "sha256", "group", "split", "status", "reject_reason", "head", "morphs",
-          "layers", "source", "confidence")
+          "layers", "source", "confidence", "review")
 
 
 class ManifestError(ValueError):
@@ -45,6 +45,7 @@ class Record:
     layers: dict[str, str] = field(default_factory=dict)
     source: str = "suggested"
     confidence: dict[str, float] | None = None
+    review: list[str] = field(default_factory=list)  # why a person must look before it ships
 
     @property
     def head_bounds(self) -> tuple[float, float] | None:
@@ -53,8 +54,9 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        if data["confidence"] is None:
-            del data["confidence"]
+        for optional in ("confidence", "review"):
+            if not data[optional]:
+                del data[optional]
         data["morphs"] = {role: self.morphs.get(role) for role in ROLES}
         return data
 
@@ -97,6 +99,8 @@ class Record:
         _check_choice(self.source, "source", SOURCES, where)
         if self.status == "rejected" and not self.reject_reason:
             raise ManifestError(where, "a rejected record needs a reject_reason")
+        if not isinstance(self.review, list) or not all(isinstance(r, str) for r in self.review):
+            raise ManifestError(where, f"review must be a list of reasons, got {self.review!r}")
         _check_head(self.head, where)
         _check_morphs(self.morphs, where)
         _check_mapping(self.layers, "layers", where, str)

@@ -24,7 +24,7 @@ import numpy as np
 
 from pipeline import shards
 from pipeline.plan import DEFAULT_SHARD_SIZE, ModelSlice, Plan, ShardPlan, make_plan
-from pipeline.roles import bind_roles
+from annotator.binding import ChannelMorphs, bind_roles
 from pipeline.sampling import REST_POSE, expression_poses, sample_poses
 from pipeline.sheets import HISTOGRAMS_NAME, LAYERS_NAME, PREVIEW_NAME
 from pipeline.splits import DEFAULT_FRACTIONS
@@ -412,6 +412,7 @@ def _render_slice(writer: shards.ShardWriter, piece: ModelSlice, settings: Rende
                          f"manifest {piece.sha256[:12]})")
     channels = bind_roles(piece.morphs, {morph.name for morph in model.morphs})
     poses = sample_poses(settings.seed, piece.key, np.arange(piece.start, piece.start + piece.count))
+    channels = checked(channels, model, piece.head)
     with Renderer(model, head_bounds=piece.head, morphs=channels.binding(), size=settings.size,
                   shading=settings.shading, gpu=gpu) as renderer:
         stack = (lambda p, full: layers.render_layers(renderer, model, piece.layers, p, settings.layer_config, full)
@@ -428,6 +429,23 @@ def _render_slice(writer: shards.ShardWriter, piece: ModelSlice, settings: Rende
                                expression_images, posed_images,
                                stack(expression, expression_images) if stack else None,
                                stack(batch, posed_images) if stack else None)
+
+
+class ChannelCheckError(ValueError):
+    """A model's pose channels do not do what their labels say: it is not shipped."""
+
+
+def checked(channels: ChannelMorphs, model: Any, head: tuple[float, float]) -> ChannelMorphs:
+    """``channels`` with its passing channel check attached; ChannelCheckError when it fails.
+
+    The check renders its own close-ups at a fixed size, whatever the dataset's image size.
+    """
+    from annotator.channels import check_model
+
+    report = check_model(model, head, channels.binding())
+    if not report.ok:
+        raise ChannelCheckError("channel check failed: " + "; ".join(report.reasons))
+    return dataclasses.replace(channels, check=report.to_dict())
 
 
 def _write_sheets(out: Path) -> None:

@@ -144,13 +144,27 @@ def _check_values(f: h5py.File, path: Path, m: int) -> list[str]:
     model_index = f["model_index"][:]
     if len(model_index) and (model_index.min() < 0 or model_index.max() >= m):
         defects.append(f"{path}: model_index outside [0, {m})")
-    for text in f["models/morphs"].asstr()[:]:
+    for name, text in zip(f["models/name"].asstr()[:], f["models/morphs"].asstr()[:]):
         try:
-            json.loads(text)
+            morphs = json.loads(text)
         except json.JSONDecodeError:
             defects.append(f"{path}: models/morphs holds invalid JSON {text[:40]!r}")
             break
+        defects += _channel_defects(path, name, morphs)
     return defects
+
+
+def _channel_defects(path: Path, name: str, morphs: Any) -> list[str]:
+    """A model whose pose channels were not shown, on its renders, to do what they say is a defect."""
+    check = morphs.get("check") if isinstance(morphs, dict) else None
+    if not isinstance(check, dict):
+        return [f"{path}: {name}: no channel check recorded (built before checks existed: rebuild)"]
+    if check.get("ok") is not True:
+        return [f"{path}: {name}: channel check failed: {'; '.join(check.get('reasons', []))}"]
+    if any(morphs.get(channel) == morphs.get(other) for channel, other in
+           (("eye_left", "eye_right"), ("eye_left", "mouth"), ("eye_right", "mouth"))):
+        return [f"{path}: {name}: two pose channels drive the same morph"]
+    return []
 
 
 def _check_images(f: h5py.File, path: Path, name: str, empty_allowed: bool) -> list[str]:

@@ -20,6 +20,7 @@ from renderer.errors import ModelError
 from renderer.framing import Camera, fit_depth, head_camera, head_center_x, model_bounds
 from renderer.model import MaterialFlag, Model
 from renderer.morphs import MorphEvaluator, morph_index, name_weights
+from renderer.sided import with_sided_morphs
 from renderer.shading import MMD_LIGHT, TABLE_WIDTH, MaterialMaps, TextureCache, material_table
 from renderer.humanoid import head_bone, neck_bone
 from renderer.skeleton import Skeleton, head_pose_rotations
@@ -42,8 +43,9 @@ _STATIC_FORMAT = " ".join(f"{max(_STATIC_DTYPE[name].shape, default=1)}{_STATIC_
 class MorphBinding:
     """Morph names driven by the pose's eye_left, eye_right and mouth (None = not driven).
 
-    When both eyes name the same morph (a both-eyes blink standing in for winks), it
-    gets the larger of the two weights.
+    A name ``base[left]`` / ``base[right]`` drives a one-eye copy of morph ``base``
+    (:mod:`renderer.sided`). When both eyes name the same morph, it gets the larger
+    of the two weights.
     """
 
     eye_left: str | None = None
@@ -84,11 +86,13 @@ class Renderer:
             raise ValueError(f"shading must be one of {SHADINGS}, not {shading!r}")
         if len(model.vertices) == 0 or len(model.indices) == 0:
             raise ModelError(model.path, "has no vertices or faces to render")
+        morphs = morphs or MorphBinding()
+        model = with_sided_morphs(model, (morphs.eye_left, morphs.eye_right, morphs.mouth))
         self.model, self.size, self.shading, self.msaa = model, int(size), shading, int(msaa)
         self.max_degrees, self.edges = float(max_degrees), edges
         self.head_bounds = head_bounds or guess_head_bounds(model)
         self.camera = fit_depth(head_camera(*self.head_bounds, head_center_x(model)), model)
-        self._channels = _bind_morphs(model, morphs or MorphBinding())
+        self._channels = _bind_morphs(model, morphs)
         self._skeleton = Skeleton(model.bones, model.path)
         self._head, self._neck = head_bone(model), neck_bone(model)
         self._evaluator = MorphEvaluator(model)

@@ -2,7 +2,9 @@
 after SIGKILL, refusing a changed config, and isolating a broken model."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +18,8 @@ from manifests.record import Record
 from manifests.store import model_sha256, read_manifest
 from pipeline import shards
 from pipeline.build import BuildError, build
-from pipeline.demo import write_demo_manifest
+from pipeline.demo import DEMO_MORPHS, write_demo_manifest
+from renderer.demo import DEMO_HEAD
 from pipeline.verify import verify
 
 SIZE = 32
@@ -169,18 +172,21 @@ def test_layers_hook_writes_stacks(manifest, tmp_path):
 
 
 @pytest.mark.real_models
-def test_real_models_build(shared_models, tmp_path):
-    manifest = Path(__file__).resolve().parent.parent / "manifests" / "shared_models.jsonl"
-    if not manifest.is_file():
-        pytest.skip(f"{manifest} not found")
-    usable = [r for r in read_manifest(manifest) if r.status == "ok"]
-    report = build(manifest, tmp_path, poses_per_model=2, size=SIZE, models_root=shared_models,
+def test_real_models_suggested_then_built_and_verified(shared_models, tmp_path):
+    """Suggest -> build -> verify on real characters: every model suggested ok passes the build's check."""
+    from annotator.suggest import suggest
+    from pipeline.bench.build import SHARED_FILES
+
+    records = [suggest(shared_models / name, shared_models) for name in SHARED_FILES]
+    for record in records:
+        record.split = "train"
+    assert [r.status for r in records] == ["ok"] * len(records), [r.review for r in records]
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(r.to_json() + "\n" for r in records), encoding="utf-8")
+    report = build(manifest, tmp_path / "out", poses_per_model=2, size=SIZE, models_root=shared_models,
                    progress=False, sheets=False)
-    failed = {entry["model"] for entry in report.failed}
-    assert failed == {r.model for r in usable if not r.morphs.get("mouth_open")}
-    assert all("mouth_open" in entry["reason"] for entry in report.failed)
-    assert sum(report.splits.values()) == 2 * (len(usable) - len(failed))
-    assert verify(tmp_path) == []
+    assert report.failed == [] and sum(report.splits.values()) == 2 * len(records)
+    assert verify(tmp_path / "out") == []
 
 
 def test_toon_shading_differs_and_a_changed_shading_is_refused(manifest, serial, tmp_path):
@@ -240,3 +246,25 @@ def test_layer_config_renames_and_remaps_layers(manifest, tmp_path):
     run = subprocess.run([*CLI, "build", "-m", str(manifest), "-o", str(tmp_path / "bad"), "--poses", "4",
                           "--layers", "--layer-config", str(config), "-q"], capture_output=True, text=True)
     assert run.returncode == 2 and run.stderr.count("\n") == 1 and "layers.yaml" in run.stderr, run.stderr
+
+
+def test_a_model_failing_the_channel_check_is_not_shipped(tmp_path):
+    """Winks bound to the wrong eyes: listed as failed with the reason, the rest ships, verify is ok."""
+    (tmp_path / "models").mkdir()
+    swapped_file = tmp_path / "models" / "swapped.pmx"
+    write_demo_manifest(tmp_path / "demo")
+    shutil.copytree(tmp_path / "demo" / "models" / "demo", tmp_path / "models", dirs_exist_ok=True)
+    (tmp_path / "models" / "demo.pmx").rename(swapped_file)
+    roles = dict(DEMO_MORPHS)
+    swapped = Record(model="models/swapped.pmx", sha256=model_sha256(swapped_file), group="c", split="train",
+                     status="ok", head=dict(zip(("top", "bottom"), DEMO_HEAD)),
+                     morphs={**roles, "wink_left": roles["wink_right"], "wink_right": roles["wink_left"]})
+    manifest = write_manifest(tmp_path, [swapped])
+    out = tmp_path / "out"
+    report = build(manifest, out, 4, jobs=1, size=SIZE, shard_size=8, progress=False)
+    assert [entry["model"] for entry in report.failed] == ["models/swapped.pmx"]
+    assert "channel check failed: eye_left: does not close the left eye" in report.failed[0]["reason"]
+    assert verify(out) == []
+    with shards.open_shard(out / shards.read_index(out)["shards"][0]["file"]) as f:
+        recorded = json.loads(f["models/morphs"].asstr()[0])
+    assert recorded["check"]["ok"] is True and set(recorded["check"]["channels"]) == {"eye_left", "eye_right", "mouth"}

@@ -12,13 +12,13 @@ from renderer.errors import ModelError
 pytestmark = pytest.mark.real_models
 
 SIZE = 128
-# Annotated head bounds (top, chin) and pose morphs (eye_left, eye_right, mouth), as in
-# manifests/shared_models.jsonl, with the blink standing in for missing winks.
+# Labelled head bounds (top, chin) and pose morphs (eye_left, eye_right, mouth), as in
+# tests/labels, with the blink's one-eye halves where a model has no winks.
 HEADS = {
-    "appearance_miku": ((19.35, 16.12), ("まばたき", "まばたき", "あ")),
-    "appearance_miku_bdef": ((19.35, 16.12), ("まばたき", "まばたき", "あ")),
+    "appearance_miku": ((19.35, 16.12), ("まばたき[left]", "まばたき[right]", "あ")),
+    "appearance_miku_bdef": ((19.35, 16.12), ("まばたき[left]", "まばたき[right]", "あ")),
     "miku_v2": ((20.18, 16.7), ("ｳｨﾝｸ２右", "ウィンク２", "あ")),
-    "mokou": ((19.33, 16.48), ("まばたき", "まばたき", "あ")),
+    "mokou": ((19.33, 16.48), ("まばたき[left]", "まばたき[right]", "あ")),
     "gumi": ((20.05, 11.21), (None, None, None)),
 }
 POSED = [1.0, 0.0, 1.0, 0.6, 0.5, 0.8]
@@ -93,7 +93,7 @@ def test_pose_signs_on_a_real_model(shared_models, name):
     from renderer.renderer import MorphBinding, Renderer
 
     model = load_model(shared_models / SHARED[name])
-    with Renderer(model, head_bounds=HEADS[name][0], morphs=MorphBinding("まばたき", "まばたき", "あ"),
+    with Renderer(model, head_bounds=HEADS[name][0], morphs=MorphBinding("まばたき[left]", "まばたき[right]", "あ"),
                   size=SIZE) as renderer:
         rest = _eye_centroid(renderer, [0, 0, 0])
         turned_left = _eye_centroid(renderer, [0, 0, 1])  # head_y > 0

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
 
 from annotator.head import NotACharacter, suggest_head_bounds
-from annotator.roles import normalise, suggest_roles, vertex_effects
+from annotator.roles import normalise
+from annotator.suggest import suggest_roles
 from manifests.record import ROLES
 from renderer.model import Morph, MorphKind
 
@@ -40,9 +42,10 @@ def test_demo_head_bounds_within_5_percent(character):
 
 def test_demo_roles(character):
     top, chin, _ = suggest_head_bounds(character)
-    roles, confidences = suggest_roles(character, (top, chin))
-    assert roles == demo_truth()
-    assert all(0 <= value <= 1 for value in confidences.values())
+    suggestion = suggest_roles(character, (top, chin))
+    assert suggestion.roles == demo_truth()
+    assert all(0 <= value <= 1 for value in suggestion.confidence.values())
+    assert suggestion.review == []
 
 
 def test_geometry_beats_lying_names(character):
@@ -51,8 +54,33 @@ def test_geometry_beats_lying_names(character):
     left, right = truth["wink_left"], truth["wink_right"]
     renamed = {left: right, right: left}
     morphs = [dataclasses.replace(m, name=renamed.get(m.name, m.name)) for m in character.morphs]
-    roles, _ = suggest_roles(dataclasses.replace(character, morphs=morphs))
+    roles = suggest_roles(dataclasses.replace(character, morphs=morphs), demo.DEMO_HEAD).roles
     assert (roles["wink_left"], roles["wink_right"]) == (right, left)
+
+
+def test_an_eyebrow_named_as_the_blink_is_not_the_blink(character):
+    """A brow morph called まばたき (names lie) is no closure; the real blink, whatever its name, is."""
+    truth = demo_truth()
+    top, chin = demo.DEMO_HEAD
+    blink = character.morphs[character.find_morph(truth["blink"])]
+    eye_top = character.vertices.positions[blink.index, 1].max()
+    y, x = character.vertices.positions[:, 1], np.abs(character.vertices.positions[:, 0])
+    above = np.flatnonzero((y > eye_top + 0.05 * (top - chin)) & (y < eye_top + 0.2 * (top - chin))
+                           & (x < np.abs(character.vertices.positions[blink.index, 0]).max()))
+    drop = np.tile(np.float32([0, -0.12 * (top - chin), 0]), (len(above), 1))
+    brow = Morph("まばたき", "", 1, MorphKind.VERTEX, above.astype(np.int32), drop)
+    morphs = [dataclasses.replace(m, name="m_shut") if m.name == truth["blink"] else m for m in character.morphs]
+    suggestion = suggest_roles(dataclasses.replace(character, morphs=[*morphs, brow]), demo.DEMO_HEAD)
+    assert suggestion.roles["blink"] == "m_shut"
+    assert suggestion.confidence["blink"] < 1.0  # the name did not vouch for it
+
+
+def test_one_eye_roles_are_derived_from_the_blink_when_the_model_has_no_winks(character):
+    truth = demo_truth()
+    winks = {truth[r] for r in ("wink_left", "wink_right", "smile_wink_left", "smile_wink_right")}
+    model = dataclasses.replace(character, morphs=[m for m in character.morphs if m.name not in winks])
+    roles = suggest_roles(model, demo.DEMO_HEAD).roles
+    assert (roles["wink_left"], roles["wink_right"]) == (f"{truth['blink']}[left]", f"{truth['blink']}[right]")
 
 
 def test_group_morph_acts_through_members(character):
@@ -60,9 +88,7 @@ def test_group_morph_acts_through_members(character):
     group = Morph("目閉じ", "eyes shut", 2, MorphKind.GROUP, np.array([blink], np.int32), np.array([[1.0]], np.float32))
     morphs = [dataclasses.replace(m, name=f"x{i}") if i == blink else m for i, m in enumerate(character.morphs)]
     model = dataclasses.replace(character, morphs=morphs + [group])
-    effects = {effect.name: effect for effect in vertex_effects(model)}
-    assert np.allclose(effects["目閉じ"].offset, effects[f"x{blink}"].offset)
-    assert suggest_roles(model)[0]["blink"] in ("目閉じ", f"x{blink}")
+    assert suggest_roles(model, demo.DEMO_HEAD).roles["blink"] in ("目閉じ", f"x{blink}")
 
 
 def test_names_are_normalised():
@@ -102,8 +128,12 @@ def test_suggest_file_and_cli(character, tmp_path):
     (tmp_path / "chars").mkdir()
     path = tmp_path / "chars" / "demo.pmx"
     write_pmx(character, path)
-    (tmp_path / "chars" / "broken.pmx").write_bytes(b"PMX \x00")
     runner = CliRunner()
+    held = json.loads(runner.invoke(cli, ["suggest", str(path), "--models-root", str(tmp_path)]).output)
+    assert held["status"] == "review" and held["review"] == ["texture file missing: iris.png"]
+    for name, source in character.texture_paths.items():
+        shutil.copy(source, tmp_path / "chars" / name)
+    (tmp_path / "chars" / "broken.pmx").write_bytes(b"PMX \x00")
     result = runner.invoke(cli, ["suggest", str(path), "--models-root", str(tmp_path)])
     assert result.exit_code == 0, result.output
     record = json.loads(result.output)

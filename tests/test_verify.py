@@ -1,6 +1,7 @@
 """`mmdsynth demo`, `inspect` and `verify`: a sound dataset passes, each kind of damage is caught."""
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -91,3 +92,18 @@ def test_count_mismatch_and_duplicate_ids_caught(demo, tmp_path):
 def test_not_a_dataset_is_a_user_error(tmp_path):
     run = subprocess.run([*CLI, "verify", str(tmp_path)], capture_output=True, text=True)
     assert run.returncode == 2 and run.stderr.startswith("error:") and "index not found" in run.stderr
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda morphs: morphs.pop("check"), "no channel check recorded"),
+    (lambda morphs: morphs["check"].update(ok=False, reasons=["eye_left: does not close the left eye"]),
+     "channel check failed: eye_left: does not close the left eye"),
+    (lambda morphs: morphs.update(eye_right=morphs["eye_left"]), "two pose channels drive the same morph"),
+])
+def test_a_model_without_a_passing_channel_check_fails_verify(demo, tmp_path, change, message):
+    copy, shard = damaged(demo, tmp_path)
+    with h5py.File(shard, "r+") as f:
+        morphs = json.loads(f["models/morphs"].asstr()[0])
+        change(morphs)
+        f["models/morphs"][0] = json.dumps(morphs, ensure_ascii=False)
+    assert any(message in problem for problem in verify(copy))

@@ -310,7 +310,20 @@ function renderStatus() {
   if (modified) status.innerHTML = "<b>Edited.</b> Enter saves your changes and moves on.";
   else if (detail.done) status.innerHTML = `<b>${shown.status === "ok" ? "Annotated" : "Rejected"}</b> by a person.${reason}`;
   else if (shown.status === "rejected") status.innerHTML = `<b>Suggested rejection.</b> Enter confirms it.${reason}`;
+  else if (shown.status === "review") status.innerHTML = `<b>Held for review.</b> Look at each reason, fix the roles, then Enter confirms.`;
   else status.innerHTML = `<b>Suggestion</b>${confidence === null ? "" : `, confidence ${Math.round(100 * confidence)}%`}. Enter confirms it.`;
+  const notes = [...(modified ? [] : shown.review || []).map((text) => ["review", text]),
+                 ...(detail.warnings || []).map((text) => ["warning", text])];
+  $("notes").replaceChildren(...notes.map(([kind, text]) => el("li", kind, text)));
+  renderChannels();
+}
+
+function renderChannels() {
+  const head = state.record.head, image = $("channels");
+  if (!head) { image.removeAttribute("src"); return; }
+  const query = new URLSearchParams({ top: head.top, bottom: head.bottom });
+  for (const role of ["mouth_open", "blink", "wink_left", "wink_right"]) query.set(role, state.record.morphs[role] || "");
+  image.src = `/api/models/${state.detail.id}/channels.png?${query}`;
 }
 
 function renderRoles() {

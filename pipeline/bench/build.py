@@ -21,35 +21,20 @@ from pipeline.bench import SHARED_MODELS
 
 KHUNGURN_IMAGES = 1_007_881
 KHUNGURN_HOURS = 16.0
-SHARED_MANIFEST = Path(__file__).resolve().parents[2] / "manifests" / "shared_models.jsonl"
-# (file under SHARED_MODELS) for the bounding-box fallback when no shared manifest exists
-SHARED_FILES = ("mmd_default/miku_v2.pmd", "mokou/mokou_A.pmd", "low_poly/gumi.pmd",
+SHARED_FILES = ("mmd_default/miku_v2.pmd", "mokou/mokou_A.pmd", "mmd_default/MEIKO.pmd",
                 "appearance_miku/Appearance Miku.pmx")
-GUESSED_MORPHS = {"mouth_open": "あ", "blink": "まばたき", "wink_left": "ウィンク２", "wink_right": "ｳｨﾝｸ２右"}
 
 
 def shared_records(root: Path) -> list[Any]:
-    """Records for the shared models: their manifest's when present, else guessed framing and roles."""
-    from manifests.record import Record
-    from manifests.store import model_sha256, read_manifest
-    from renderer.loader import load_model
-    from renderer.renderer import guess_head_bounds
+    """Suggested records of the shared models that the suggester ships (status ok), as a user gets them."""
+    from annotator.suggest import suggest
 
     if not root.is_dir():
         return []
-    if SHARED_MANIFEST.is_file():
-        return [r for r in read_manifest(SHARED_MANIFEST)  # a model without a mouth morph is skipped anyway
-                if r.status == "ok" and r.morphs.get("mouth_open") and (root / r.model).is_file()]
-    records = []
-    for name in SHARED_FILES:
-        if (root / name).is_file():
-            model = load_model(root / name)
-            top, bottom = guess_head_bounds(model)
-            morphs = {role: m for role, m in GUESSED_MORPHS.items() if model.find_morph(m) >= 0}
-            records.append(Record(model=name, sha256=model_sha256(root / name), group=name.split("/")[0],
-                                  split="train", status="ok", head={"top": top, "bottom": bottom},
-                                  morphs=morphs))
-    return records
+    records = [suggest(root / name, root) for name in SHARED_FILES if (root / name).is_file()]
+    for record in records:
+        record.split = "train"
+    return [record for record in records if record.status == "ok"]
 
 
 def _manifest(work: Path) -> tuple[Path, Path]:

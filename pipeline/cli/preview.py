@@ -96,7 +96,7 @@ def suggested_setup(model):
 
 def bind(roles, available=None):
     """(MorphBinding, notes) for manifest roles; a model without a mouth morph still previews."""
-    from pipeline.roles import RoleError, bind_roles
+    from annotator.binding import RoleError, bind_roles
     from renderer.renderer import MorphBinding
 
     try:

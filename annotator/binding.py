@@ -1,8 +1,11 @@
-"""Manifest morph roles -> the renderer's three pose channels, with the method's fallbacks.
+"""Manifest morph roles -> the three morphs that drive the pose's eye_left, eye_right and mouth.
 
-A missing one-eye wink falls back to the both-eyes blink for that eye (so both winks
-missing means the blink drives both eyes); a missing mouth_open makes the model
-unusable. What was used, fallbacks included, is recorded per model in the shard.
+An eye channel is driven by that eye's wink; without one, by the one-eye half of the
+both-eyes blink (``"まばたき[left]"``, :mod:`renderer.sided`), never by the whole blink:
+a label "left eye closed" must not sit under an image with both eyes closed. A model
+with no mouth_open, or no morph that can close an eye, cannot honour the pose and is
+refused with the reason. What was used, derivations included, is recorded per model
+in the shard.
 """
 from __future__ import annotations
 
@@ -11,19 +14,22 @@ from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from renderer.sided import parse_sided, sided_name
+
 
 class RoleError(ValueError):
-    """A model cannot drive the pose channels (no mouth morph): skip it, with this reason."""
+    """A model cannot drive the pose channels (no mouth, no eye morph): skip it, with this reason."""
 
 
 @dataclass(frozen=True)
 class ChannelMorphs:
-    """Morph name per pose channel (None: the channel moves nothing) and the fallbacks taken."""
+    """Morph name per pose channel and how each was derived."""
 
-    eye_left: str | None
-    eye_right: str | None
+    eye_left: str
+    eye_right: str
     mouth: str
     fallbacks: list[str] = field(default_factory=list)
+    check: dict[str, Any] | None = None  # the channel check's verdict and measurements, once made
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
@@ -39,21 +45,23 @@ def _present(roles: Mapping[str, str | None], role: str, available: Collection[s
              notes: list[str]) -> str | None:
     """The role's morph name, or None when unset or (given the model's morphs) not in the model."""
     name = roles.get(role)
-    if name and available is not None and name not in available:
+    if name and available is not None and parse_sided(name)[0] not in available and name not in available:
         notes.append(f"{role} {name!r} is not in the model")
         return None
     return name or None
 
 
 def _eye(roles: Mapping[str, str | None], side: str, available: Collection[str] | None,
-         notes: list[str]) -> str | None:
+         notes: list[str]) -> str:
     wink = _present(roles, f"wink_{side}", available, notes)
     if wink:
         return wink
     blink = _present(roles, "blink", available, notes)
-    notes.append(f"eye_{side}: no wink_{side}, used blink {blink!r}" if blink
-                 else f"eye_{side}: no wink_{side} and no blink, channel unbound")
-    return blink
+    if not blink:
+        raise RoleError("; ".join([*notes, f"no wink_{side} and no blink: the model cannot close its {side} eye"]))
+    derived = sided_name(parse_sided(blink)[0], side)
+    notes.append(f"eye_{side}: no wink_{side}, used the {side} half of blink {blink!r} ({derived!r})")
+    return derived
 
 
 def bind_roles(roles: Mapping[str, str | None], available: Collection[str] | None = None) -> ChannelMorphs:
