@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annotator.head import bone_weight, bone_mask, head_centre_x
+from annotator.head import bone_weight, head_centre_x
+from renderer.humanoid import eye_bones
 from renderer.model import Model, MorphKind
 from renderer.morphs import MorphEvaluator
 
-EYE_BONE_NAMES = (("左目", "eye_l", "lefteye", "eye.l"), ("右目", "eye_r", "righteye", "eye.r"))
 EYE_MATERIAL_WORDS = ("瞳", "目", "眼", "eye", "iris", "hitomi", "pupil")
 NOT_EYE_WORDS = ("眉", "まつ", "睫", "brow", "lash", "影", "shadow", "hl", "ハイライト", "highlight")
 EYE_PANEL, MOUTH_PANEL = 2, 3
@@ -101,8 +101,7 @@ def _eyes_from(points: np.ndarray | None, centre_x: float, top: float, chin: flo
 
 def _eye_bone_points(model: Model) -> np.ndarray | None:
     """Vertices mostly skinned to an eye bone: the irises, which turn with the eyes."""
-    wanted = {name for names in EYE_BONE_NAMES for name in names}
-    bones = [i for i, name in enumerate(model.bones.names) if _fold(name) in wanted]
+    bones = [bone for bone in eye_bones(model)[1:] if bone >= 0]
     if not bones:
         return None
     mask = np.zeros(len(model.bones), bool)
@@ -155,5 +154,3 @@ def _mouth(model: Model, centre_x: float, eyes: np.ndarray, chin: float) -> np.n
 def _fold(name: str) -> str:
     return unicodedata.normalize("NFKC", name).strip().lower()
 
-
-__all__ = ["Face", "locate_face", "bone_mask"]

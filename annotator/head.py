@@ -12,11 +12,7 @@ import numpy as np
 
 from renderer.framing import head_center_x
 from renderer.model import Model
-from renderer.skeleton import HEAD, NECK
-
-HEAD_BONE = HEAD  # exact names: 手首 and 足首 are wrists and ankles
-NECK_BONE = NECK
-EYE_BONES = ("左目", "右目")
+from renderer.humanoid import eye_bones, head_bone, neck_bone
 MIN_WEIGHT = 0.5  # a vertex belongs to the head when the head bones carry this much of it
 TOP_WIDTH = 0.15  # the skull top is where the cross-section reaches this fraction of the head width
 CENTRE = 0.04  # half-width of the chin's centre line, as a fraction of the head width
@@ -57,14 +53,14 @@ def head_vertices(model: Model) -> np.ndarray:
     """Positions of the skull's vertices (head bone itself, else its subtree)."""
     if len(model.vertices) == 0:
         raise NotACharacter("no vertices")
-    head = model.bones.find(HEAD_BONE)
+    head = head_bone(model)
     if head < 0:
-        raise NotACharacter(f"no head bone {HEAD_BONE!r}: not a character")
+        raise NotACharacter("no head bone (頭, head, J_Bip_C_Head, ...) and no head-like geometry: not a character")
     for bones in (bone_mask(model, head), descendants(model, head)):
         selected = bone_weight(model, bones) >= MIN_WEIGHT
         if selected.sum() >= 8:
             return model.vertices.positions[selected]
-    raise NotACharacter(f"no geometry skinned to the head bone {HEAD_BONE!r}")
+    raise NotACharacter(f"no geometry skinned to the head bone {model.bones.names[head]!r}")
 
 
 def skull_top(points: np.ndarray, centre_x: float) -> float:
@@ -88,8 +84,8 @@ def chin_tip(model: Model, points: np.ndarray, centre_x: float) -> float:
 
 def _neck_front(model: Model, centre_x: float, width: float) -> float:
     """z of the neck's front on the centre line (the head bone's z when nothing is skinned to 首)."""
-    neck = model.bones.find(NECK_BONE)
-    bone = neck if neck >= 0 else model.bones.find(HEAD_BONE)
+    neck = neck_bone(model)
+    bone = neck if neck >= 0 else head_bone(model)
     positions = model.vertices.positions
     on_neck = ((bone_weight(model, bone_mask(model, bone)) >= MIN_WEIGHT)
                & (np.abs(positions[:, 0] - centre_x) <= CENTRE * width))
@@ -98,8 +94,8 @@ def _neck_front(model: Model, centre_x: float, width: float) -> float:
 
 def head_centre_x(model: Model) -> float:
     """x of the head bone: the face's vertical centre line. NotACharacter without one."""
-    if model.bones.find(HEAD_BONE) < 0:
-        raise NotACharacter(f"no head bone {HEAD_BONE!r}: not a character")
+    if head_bone(model) < 0:
+        raise NotACharacter("no head bone (頭, head, J_Bip_C_Head, ...) and no head-like geometry: not a character")
     return head_center_x(model)
 
 
@@ -116,7 +112,7 @@ def suggest_head_bounds(model: Model) -> tuple[float, float, float]:
 
 def _confidence(model: Model, top: float, chin: float) -> float:
     """High when the eyes sit between chin and top, as on every face; lower without eye bones."""
-    eyes = [model.bones.find(name) for name in EYE_BONES]
+    eyes = list(eye_bones(model)[1:])
     if min(eyes) < 0:
         return 0.7
     eye_y = model.bones.positions[eyes, 1].mean()

@@ -61,8 +61,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from annotator.head import (HEAD_BONE, NECK_BONE, NotACharacter, bone_mask, bone_weight, descendants,
+from annotator.head import (NotACharacter, bone_mask, bone_weight, descendants,
                             suggest_head_bounds)
+from renderer.humanoid import head_bone, neck_bone
 from renderer.model import Model
 
 LAYERS = ("back_hair", "neck", "body", "clothes", "face", "eye_white", "iris", "eyelash_brow", "mouth",
@@ -352,7 +353,7 @@ class Geometry:
         self.bottom = np.full(count, np.inf)
         np.maximum.at(self.top, owner, positions[:, 1])
         np.minimum.at(self.bottom, owner, positions[:, 1])
-        head = model.bones.find(HEAD_BONE)
+        head = head_bone(model)
         self.head_share = np.zeros(count)
         self.head_weight = np.zeros(len(model.vertices))  # per vertex, skinning on 頭's subtree
         self.skull_z = 0.0
@@ -361,7 +362,7 @@ class Geometry:
             self.head_share = np.bincount(owner, weight[corners], count) / safe[:, 0]
             skull = model.vertices.positions[bone_weight(model, bone_mask(model, head)) >= SKULL_WEIGHT, 2]
             self.skull_z = float(skull.min() + skull.max()) / 2 if len(skull) else float(model.bones.positions[head, 2])
-        neck = model.bones.find(NECK_BONE)
+        neck = neck_bone(model)
         self.neck_y = float(model.bones.positions[neck, 1]) if neck >= 0 else None
         self.skin = skin_coloured(material_colours(model, corners, owner))
 
