@@ -73,10 +73,9 @@ from annotator.layers import DEFAULT as LAYER_CONFIG
 from annotator.suggest import relative_model_path, suggest
 from annotator.views import RenderService, ModelInfo
 from manifests.record import HEAD_LIMIT, ROLES, ManifestError, Record
-from manifests.store import default_models_root, model_sha256, read_manifest, repeated_models, upsert_records
+from manifests.store import model_sha256, read_manifest, repeated_models, root_for_inputs, upsert_records
 from renderer.errors import ModelError
-
-MODEL_SUFFIXES = (".pmx", ".pmd")
+from renderer.files import model_files
 STATIC = Path(__file__).resolve().parent / "static"
 PNG_CACHE = "private, max-age=3600"  # every image is a pure function of its URL
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -114,7 +113,7 @@ def scan_models(models_dir: Path, models_root: Path) -> list[Entry]:
         models_dir.resolve().relative_to(models_root.resolve())
     except ValueError:
         raise SetupError(f"{models_dir}: not inside the models root {models_root} (pass --models-root)") from None
-    files = [path for path in models_dir.rglob("*") if path.suffix.lower() in MODEL_SUFFIXES and path.is_file()]
+    files = model_files(models_dir)
     if not files:
         raise SetupError(f"{models_dir}: no .pmx or .pmd files in it or below it")
     outside = [path for path in files if not path.resolve().is_relative_to(models_root.resolve())]
@@ -192,7 +191,7 @@ class Catalog:
     def save(self, record: Record) -> Record:
         """Merge one decision into the manifest now (locked, atomic)."""
         try:
-            written = upsert_records(self.manifest, [record])
+            written = upsert_records(self.manifest, [record], root=self.models_root)
         except ManifestError as error:
             raise ApiError(400, str(error)) from None
         with self._lock:
@@ -309,13 +308,14 @@ def create_app(models_dir: str | os.PathLike, manifest_path: str | os.PathLike,
                models_root: str | os.PathLike | None = None, hosts: Iterable[str] = ()) -> Flask:
     """The GUI over every model below ``models_dir``; decisions go to ``manifest_path``.
 
-    ``models_root`` (default: the manifest's folder) is what manifest names are relative
-    to; ``hosts`` are host names it answers to besides the loopback ones. Raises
-    SetupError for an unusable folder or manifest, ManifestError for a bad manifest
-    line. ``app.extensions["mmdsynth"].close()`` stops its threads and render process.
+    ``models_root`` (default: the manifest's models root; for a new manifest its folder,
+    or ``models_dir`` when that lies outside it) is what manifest names are relative to;
+    ``hosts`` are host names it answers to besides the loopback ones. Raises SetupError
+    for an unusable folder or manifest, ManifestError for a bad manifest line.
+    ``app.extensions["mmdsynth"].close()`` stops its threads and render process.
     """
     manifest = Path(manifest_path)
-    root = Path(models_root) if models_root is not None else default_models_root(manifest)
+    root = root_for_inputs(manifest, models_root, [models_dir]).path
     renders = RenderService()
     catalog = Catalog(Path(models_dir), manifest, root, lambda path, root: renders.suggest(str(path), str(root)))
     annotator = Annotator(catalog, renders)

@@ -2,9 +2,12 @@
 
 One task renders one whole shard (its own Renderer per model, its own file), so workers
 never share anything but the read-only model files; joblib runs the tasks on local
-processes (loky) or, through its Dask backend, on a cluster. The parent alone writes
-``index.json``, after each finished shard. A rerun with the same config skips shards
-that are complete and redoes the rest; a different config refuses unless forced.
+processes (loky) or, through its Dask backend, on a cluster. A task commits its renders
+in small pieces (``pipeline.pieces``) and assembles the shard from them, so a crash loses
+seconds, not a shard; the parent counts the pieces for the progress bar. The parent
+alone writes ``index.json``, after each finished shard. A rerun with the same config
+skips shards that are complete, keeps committed pieces and renders the rest; a
+different config refuses unless forced.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import hashlib
 import importlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -22,15 +26,16 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import shards
+from pipeline import pieces, shards
 from pipeline.plan import DEFAULT_SHARD_SIZE, ModelSlice, Plan, ShardPlan, make_plan
 from annotator.binding import ChannelMorphs, bind_roles
+from pipeline.progress import ShardProgress
 from pipeline.sampling import REST_POSE, expression_poses, sample_poses
 from pipeline.sheets import HISTOGRAMS_NAME, LAYERS_NAME, PREVIEW_NAME
 from pipeline.splits import DEFAULT_FRACTIONS
 
 BACKENDS = ("loky", "dask")
-RENDER_BATCH = 32  # poses per render_batch call: bounds a worker's memory at any shard size
+FRAMINGS = ("head", "full-body")  # DESIGN.md's head framing, or the whole model (full-body trainers)
 OUTPUTS = (HISTOGRAMS_NAME, PREVIEW_NAME, LAYERS_NAME)  # what a build writes beside the shards
 
 
@@ -50,6 +55,7 @@ class RenderSettings:
     layers: bool
     shading: str = "phong"
     layer_config: Any = None  # annotator.layers.LayerConfig of --layer-config; None: the default layers
+    framing: str = "head"
 
 
 @dataclass
@@ -60,6 +66,7 @@ class ShardResult:
     models: int
     failed: list[dict[str, str]]
     seconds: float
+    reused: int = 0  # images taken from pieces an interrupted run had committed
 
     @property
     def images(self) -> int:
@@ -74,10 +81,17 @@ class BuildReport:
     failed: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     splits: dict[str, int] = field(default_factory=dict)
+    models_ok: int = 0
+    not_built: dict[str, list[str]] = field(default_factory=dict)  # manifest outcome -> reasons
+    empty_splits: list[str] = field(default_factory=list)
 
     @property
     def images_written(self) -> int:
         return sum(result.images for result in self.written)
+
+    @property
+    def images_reused(self) -> int:
+        return sum(result.reused for result in self.written)
 
     @property
     def images_per_second(self) -> float:
@@ -87,18 +101,30 @@ class BuildReport:
         splits = ", ".join(f"{split} {n}" for split, n in self.splits.items()) or "none"
         lines = [f"{self.out}: {len(self.written)} shards written, {self.skipped} already complete; "
                  f"samples per split: {splits}",
-                 f"{self.images_written} images in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s)"]
+                 f"{self.images_written} images in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s)"
+                 + (f", {self.images_reused} of them committed by an interrupted run" if self.images_reused else "")]
         lines += [f"failed: {entry['model']}: {entry['reason']}" for entry in self.failed]
-        return "\n".join(lines)
+        return "\n".join(lines + [self.table(), *self.warnings()])
+
+    def table(self) -> str:
+        """Models per outcome: built, held for review (unlabeled), rejected, failed, with reasons."""
+        from pipeline.progress import summary_table
+
+        return summary_table({"ok": [None] * self.models_ok, **self.not_built,
+                              "failed": list({entry["model"]: entry["reason"] for entry in self.failed}.values())})
+
+    def warnings(self) -> list[str]:
+        return [f"warning: split {split!r} is empty: the manifest has too few groups for its fraction; "
+                f"give some records \"split\": \"{split}\" (a whole group) or more groups" for split in self.empty_splits]
 
 
 def build_config(plan: Plan, *, poses: int | None, poses_per_model: int | None, seed: int, size: int,
                  layers: bool, shard_size: int, fractions: dict[str, float], shading: str = "phong",
-                 layer_config: Any = None) -> dict[str, Any]:
+                 layer_config: Any = None, framing: str = "head") -> dict[str, Any]:
     """Everything that alters the output; a resumed build must match it exactly (the GPUs do not)."""
     return {"records_sha256": plan.records_hash, "poses": poses, "poses_per_model": poses_per_model,
             "seed": seed, "size": size, "layers": layers, "shard_size": shard_size,
-            "fractions": dict(fractions), "shading": shading,
+            "fractions": dict(fractions), "shading": shading, "framing": framing,
             "layer_config": layer_config_sha256(layer_config),
             "generator_version": shards.generator_version(), "format_version": shards.FORMAT_VERSION}
 
@@ -119,45 +145,72 @@ def build(manifest: str | os.PathLike, out: str | os.PathLike, poses: int | None
           shard_size: int = DEFAULT_SHARD_SIZE, fractions: dict[str, float] = DEFAULT_FRACTIONS,
           models_root: str | os.PathLike | None = None, force: bool = False, progress: bool = True,
           sheets: bool = True, shading: str = "phong", gpus: Sequence[int] = (),
-          layer_config: str | os.PathLike | None = None) -> BuildReport:
+          layer_config: str | os.PathLike | None = None, framing: str = "head") -> BuildReport:
     """Build (or resume) the dataset in ``out``; see the module docstring and DESIGN.md.
 
     ``shading`` is the renderer's (phong or toon); ``gpus`` are EGL device indices, the
     k-th shard task rendering on ``gpus[k % len(gpus)]`` (empty: the default device);
-    ``layer_config`` a YAML/JSON layer configuration file (annotator.layers) for ``layers``.
+    ``layer_config`` a YAML/JSON layer configuration file (annotator.layers) for ``layers``;
+    ``framing`` "head" (DESIGN.md) or "full-body". ``models_root`` overrides the manifest's.
     """
-    from manifests.store import default_models_root, read_manifest
+    from manifests.store import read_manifest
 
     start = time.perf_counter()
     _check_settings(jobs, backend, size, layers, shading, gpus)
+    if framing not in FRAMINGS:
+        raise BuildError(f"unknown framing {framing!r}; choose one of {', '.join(FRAMINGS)}")
     layer_settings = _layer_config(layer_config, layers)
     manifest = Path(manifest)
     out = Path(out)
-    plan = make_plan(read_manifest(manifest), poses=poses, poses_per_model=poses_per_model,
+    records = read_manifest(manifest)
+    plan = make_plan(records, poses=poses, poses_per_model=poses_per_model,
                      shard_size=shard_size, seed=seed, fractions=fractions)
+    root = _find_models(manifest, models_root, plan)
     config = build_config(plan, poses=poses, poses_per_model=poses_per_model, seed=seed, size=size,
                           layers=layers, shard_size=shard_size, fractions=fractions, shading=shading,
-                          layer_config=layer_settings)
+                          layer_config=layer_settings, framing=framing)
     index = _start_index(out, config, force)
     done, todo = _resume(out, plan, config, index)
-    report = BuildReport(out=out, skipped=len(done))
-    settings = RenderSettings(out=str(out), models_root=str(models_root or default_models_root(manifest)),
-                              seed=seed, size=size, config=config, layers=layers, shading=shading,
-                              layer_config=layer_settings)
+    report = BuildReport(out=out, skipped=len(done), not_built=_not_built(records),
+                         empty_splits=[split for split, fraction in fractions.items()
+                                       if fraction > 0 and split not in plan.splits])
+    settings = RenderSettings(out=str(out), models_root=str(root), seed=seed, size=size, config=config,
+                              layers=layers, shading=shading, layer_config=layer_settings, framing=framing)
     planned = {_relative(out, shard): 2 * shard.samples + len(shard.slices) for shard in plan.shards}
     _write_index(out, config, done)  # the config is on disk before the first shard
-    with _progress_bar(sum(planned.values()), sum(planned[r.file] for r in done), progress) as bar:
+    with ShardProgress(out, planned, [result.file for result in done], progress) as bar:
         for result in _run(todo, settings, jobs, backend, scheduler, tuple(gpus)):
             report.written.append(result)
             done.append(result)
             _write_index(out, config, done)
-            bar.update(planned[result.file])
+            bar.finished(result.file)
     report.failed = [entry for result in done for entry in result.failed]
+    report.models_ok = plan.models - len({entry["model"] for entry in report.failed})
     report.splits = split_counts(done)
     report.seconds = time.perf_counter() - start
     if sheets:
         _write_sheets(out)
     return report
+
+
+def _find_models(manifest: Path, override: str | os.PathLike | None, plan: Plan) -> Path:
+    """The models root; a BuildError naming the folder tried, and how it was chosen, when none of
+    the plan's models is there (a wrong root, not broken models)."""
+    from manifests.store import models_root
+
+    root = models_root(manifest, override)
+    names = sorted({piece.model for shard in plan.shards for piece in shard.slices})
+    if names and not any((root.path / name).is_file() for name in names):
+        raise BuildError(f"none of the {len(names)} models of {manifest} is under {root.path} (chosen by "
+                         f"{root.origin}; e.g. {root.path / names[0]} is missing): pass --models-root with "
+                         f"the folder the manifest's model paths are relative to")
+    return root.path
+
+
+def _not_built(records: Sequence[Any]) -> dict[str, list[str]]:
+    """The manifest's records a build leaves out: unlabeled ones wait for review, rejected ones say why."""
+    return {"held for review": ["unlabeled (not yet reviewed)" for r in records if r.status == "unlabeled"],
+            "rejected": [r.reject_reason or "rejected" for r in records if r.status == "rejected"]}
 
 
 def _check_settings(jobs: int, backend: str, size: int, layers: bool, shading: str, gpus: Sequence[int]) -> None:
@@ -238,6 +291,8 @@ def _wipe(out: Path) -> None:
     shard_dir = out / shards.SHARDS_DIR
     for path in [*shard_dir.glob("*.h5"), *shard_dir.glob(".*.h5.tmp")]:
         path.unlink()
+    for path in shard_dir.glob(".*.h5.parts"):
+        shutil.rmtree(path)
     for name in (shards.INDEX_NAME, *OUTPUTS):
         (out / name).unlink(missing_ok=True)
 
@@ -259,6 +314,7 @@ def _resume(out: Path, plan: Plan, config: dict[str, Any],
         if result is None:
             todo.append(shard)
         else:
+            shutil.rmtree(pieces.parts_dir(out / result.file), ignore_errors=True)  # left by a crash after the rename
             done.append(result)
     return done, todo
 
@@ -350,17 +406,11 @@ def _dask_client(scheduler: Any, jobs: int) -> Iterator[Any]:
         yield client
 
 
-def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, unit="img", unit_scale=True, smoothing=0.1,
-                desc="build", disable=not enabled, dynamic_ncols=True)
-
-
 # ---- one shard (runs in a worker) -------------------------------------------------------
 
 def render_shard(shard: ShardPlan, settings: RenderSettings, gpu: int | None = None) -> ShardResult:
-    """Render one shard into its file on EGL device ``gpu``; a model that fails is recorded and left out.
+    """Render one shard into its file on EGL device ``gpu``, committing pieces as it goes (a resumed
+    shard keeps those of an earlier run); a model that fails is recorded and left out.
 
     No OpenGL context on that device (ContextError) is no fault of a model: it propagates.
     """
@@ -370,27 +420,28 @@ def render_shard(shard: ShardPlan, settings: RenderSettings, gpu: int | None = N
     start = time.perf_counter()
     out = Path(settings.out)
     layers = layer_module() if settings.layers else None
-    layer_config = settings.layer_config or DEFAULT
-    failed: list[dict[str, str]] = []
-    models = samples = 0
     name = _relative(out, shard)
-    with shards.ShardWriter(out / name, size=settings.size, models=len(shard.slices),
-                            samples=shard.samples, split=shard.split, config=settings.config,
-                            layers=list(layer_config.names) if layers else None,
-                            taxonomy=layer_config.preset) as writer:
-        for piece in shard.slices:
-            try:
-                _render_slice(writer, piece, settings, models, samples, layers, gpu)
-            except ContextError:
-                raise
-            except Exception as error:  # failure isolation: any model may be broken in its own way
-                failed.append({"model": piece.model, "reason": _reason(error), "shard": name})
-                continue
-            models += 1
-            samples += piece.count
-        writer.finish(samples=samples, models=models)
+    layer_config = settings.layer_config or DEFAULT
+    work = pieces.ShardWork(out / name, size=settings.size, split=shard.split, config=settings.config,
+                            layers=list(layer_config.names) if layers else None, taxonomy=layer_config.preset)
+    failed: list[dict[str, str]] = []
+    built: list[list[pieces.Piece]] = []
+    reused = 0
+    for position, piece in enumerate(shard.slices):
+        planned = pieces.slice_pieces(position, piece.count)
+        missing = work.missing(planned)
+        try:
+            _render_slice(work, missing, piece, settings, layers, gpu)
+        except ContextError:
+            raise
+        except Exception as error:  # failure isolation: any model may be broken in its own way
+            failed.append({"model": piece.model, "reason": _reason(error), "shard": name})
+            continue
+        built.append(planned)
+        reused += sum(part.images for part in planned if part not in missing)
+    samples, models = work.assemble(built)
     return ShardResult(file=name, split=shard.split, samples=samples, models=models, failed=failed,
-                       seconds=time.perf_counter() - start)
+                       seconds=time.perf_counter() - start, reused=reused)
 
 
 def _reason(error: Exception) -> str:
@@ -400,13 +451,19 @@ def _reason(error: Exception) -> str:
     return text if isinstance(error, (ModelError, ValueError)) else f"{type(error).__name__}: {text}"
 
 
-def _render_slice(writer: shards.ShardWriter, piece: ModelSlice, settings: RenderSettings,
-                  model_index: int, first: int, layers: Any, gpu: int | None) -> None:
-    """Model ``model_index`` of the shard and its samples from position ``first`` on."""
+def _render_slice(work: pieces.ShardWork, todo: list[pieces.Piece], piece: ModelSlice,
+                  settings: RenderSettings, layers: Any, gpu: int | None) -> None:
+    """The ``todo`` pieces of one model slice, each committed as soon as it is rendered."""
     from renderer import Renderer
+    from renderer.framing import full_body_camera
     from renderer.loader import load_model
 
-    model = load_model(Path(settings.models_root) / piece.model)
+    if not todo:
+        return
+    path = Path(settings.models_root) / piece.model
+    if not path.is_file():
+        raise ValueError(f"not found at {path} (is the models root {settings.models_root} right?)")
+    model = load_model(path)
     if piece.sha256 and model.sha256 and piece.sha256 != model.sha256:
         raise ValueError(f"the file changed since it was annotated (sha256 {model.sha256[:12]}, "
                          f"manifest {piece.sha256[:12]})")
@@ -415,20 +472,24 @@ def _render_slice(writer: shards.ShardWriter, piece: ModelSlice, settings: Rende
     channels = checked(channels, model, piece.head)
     with Renderer(model, head_bounds=piece.head, morphs=channels.binding(), size=settings.size,
                   shading=settings.shading, gpu=gpu) as renderer:
+        if settings.framing == "full-body":
+            renderer.camera = full_body_camera(model)
         stack = (lambda p, full: layers.render_layers(renderer, model, piece.layers, p, settings.layer_config, full)
                  ) if layers else None
-        rest = renderer.render(REST_POSE)
-        writer.add_model(model_index, piece.model, model.sha256 or piece.key, channels.to_json(), rest,
-                         stack(REST_POSE[None], rest[None])[0] if stack else None)
-        for lo in range(0, piece.count, RENDER_BATCH):
-            batch = poses[lo:lo + RENDER_BATCH]
+        for part in todo:
+            batch = poses[part.start:part.start + part.count]
             expression = expression_poses(batch)
-            expression_images, posed_images = renderer.render_batch(expression), renderer.render_batch(batch)
-            writer.add_samples(first + lo, batch, np.full(len(batch), model_index),
-                               np.arange(piece.first_id + lo, piece.first_id + lo + len(batch)),
-                               expression_images, posed_images,
-                               stack(expression, expression_images) if stack else None,
-                               stack(batch, posed_images) if stack else None)
+            with work.piece(part) as writer:
+                if part.start == 0:
+                    rest = renderer.render(REST_POSE)
+                    writer.add_model(0, piece.model, model.sha256 or piece.key, channels.to_json(), rest,
+                                     stack(REST_POSE[None], rest[None])[0] if stack else None)
+                if part.count:
+                    ids = np.arange(piece.first_id + part.start, piece.first_id + part.start + part.count)
+                    expression_images, posed_images = renderer.render_batch(expression), renderer.render_batch(batch)
+                    writer.add_samples(0, batch, np.zeros(part.count), ids, expression_images, posed_images,
+                                       stack(expression, expression_images) if stack else None,
+                                       stack(batch, posed_images) if stack else None)
 
 
 class ChannelCheckError(ValueError):

@@ -106,17 +106,20 @@ class ShardWriter:
     ``size`` is the image side (or ``(H, W)``); ``models`` and ``samples`` the planned
     counts; ``layers`` the layer names in draw order, or None for a shard without layers;
     ``taxonomy`` the name of their preset (an attribute of ``layers/names``).
+    ``durable=False`` skips the fsyncs (a build's pieces: a power cut may lose one, which
+    the resume then finds unreadable and renders again; a crash of the process loses none).
     """
 
     def __init__(self, path: str | os.PathLike, *, size: int | tuple[int, int], models: int,
                  samples: int, split: str, config: dict, layers: list[str] | None = None,
-                 taxonomy: str | None = None) -> None:
+                 taxonomy: str | None = None, durable: bool = True) -> None:
         self.path = Path(path)
         self.tmp_path = self.path.with_name(f".{self.path.name}.tmp")
         self.height, self.width = _size(size)
         self.models, self.samples = int(models), int(samples)
         self.split, self.config, self.layers = split, config, list(layers) if layers else None
         self.taxonomy = taxonomy
+        self.durable = durable
         self.file: h5py.File | None = None
 
     def __enter__(self) -> ShardWriter:
@@ -137,9 +140,11 @@ class ShardWriter:
         self.file.flush()
         self.file.close()
         self.file = None
-        _fsync(self.tmp_path)
+        if self.durable:
+            _fsync(self.tmp_path)
         os.replace(self.tmp_path, self.path)
-        _fsync(self.path.parent)
+        if self.durable:
+            _fsync(self.path.parent)
 
     def _discard(self) -> None:
         if self.file is not None:

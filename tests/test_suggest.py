@@ -136,7 +136,7 @@ def test_suggest_file_and_cli(character, tmp_path):
     (tmp_path / "chars" / "broken.pmx").write_bytes(b"PMX \x00")
     result = runner.invoke(cli, ["suggest", str(path), "--models-root", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    record = json.loads(result.output)
+    record = json.loads(result.stdout)  # the progress bar and summary go to stderr
     assert record["model"] == "chars/demo.pmx" and record["group"] == "chars" and record["status"] == "ok"
     assert record["morphs"] == demo_truth() and record["source"] == "suggested"
     manifest = tmp_path / "m.jsonl"

@@ -1,43 +1,88 @@
 """``mmdsynth suggest``: automatic annotation as manifest records."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
 
 from pipeline.cli import UserError, register_user_error
 
+REVIEW_BELOW = 0.5  # a suggestion this unsure of its head or of a morph role waits for a person
+
 
 @click.command("suggest")
-@click.argument("models", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("models", nargs=-1, required=True, metavar="MODEL|DIR|GLOB...")
 @click.option("--manifest", type=click.Path(dir_okay=False),
               help="Upsert the records into this manifest instead of printing JSON lines.")
 @click.option("--models-root", type=click.Path(exists=True, file_okay=False),
-              help="Folder that model paths are relative to [default: the manifest's folder, "
-                   "or the current directory when printing].")
-@click.option("--group", help="Group of every record [default: the model's first folder under the root].")
-def command(models: tuple[str, ...], manifest: str | None, models_root: str | None, group: str | None) -> None:
-    """Suggest head bounds and morph roles for MODEL files, as manifest records.
+              help="Folder that model paths are relative to [default: the manifest's models_root header; "
+                   "for a new manifest its folder when the models lie inside it, else the models' common folder].")
+@click.option("--group", help="Group of every record [default: the model's source in an ingested folder, "
+                              "else its first folder under the root].")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+def command(models: tuple[str, ...], manifest: str | None, models_root: str | None, group: str | None,
+            quiet: bool) -> None:
+    """Suggest head bounds and morph roles for model files, as manifest records.
 
-    Files that fail to load or are not characters become "rejected" records with the
-    reason. Annotated records in the manifest are never overwritten by suggestions.
+    Takes model files, folders (searched recursively) and quoted glob patterns
+    ('models/**/*.pmx' needs no globstar). Files that fail to load or are not characters
+    become "rejected" records with the reason. Annotated records in the manifest are
+    never overwritten by suggestions. A new manifest records its models root, so later
+    commands find the models without --models-root.
     """
-    from tqdm import tqdm
-
     from annotator.suggest import suggest
     from manifests.record import ManifestError
-    from manifests.store import default_models_root, upsert_records
+    from manifests.store import root_for_inputs, upsert_records
+    from pipeline.progress import bar, summary_table
+    from renderer.files import expand_inputs
 
     register_user_error(ManifestError)
-    root = Path(models_root) if models_root else default_models_root(manifest) if manifest else Path.cwd()
-    records = []
-    for path in tqdm(models, desc="suggest", unit="model", disable=len(models) < 4, leave=False):
-        record = suggest(path, root, group)
-        records.append(record)
-        if manifest is None:
-            click.echo(record.to_json())
+    files = expand_inputs(models)
+    anchors = [Path(name) for name in models if Path(name).is_dir()] + [path for path in files if not any(
+        path.resolve().is_relative_to(Path(name).resolve()) for name in models if Path(name).is_dir())]
+    root = root_for_inputs(manifest, models_root, anchors)
+    outside = [path for path in files if not path.resolve().is_relative_to(root.path)]
+    if outside:
+        raise UserError(f"{outside[0]} is not inside the models root {root.path} ({root.origin}); "
+                        f"pass --models-root with a folder that holds every model")
+    records, outcomes = [], {name: [] for name in ("ok", "held for review", "rejected", "failed")}
+    start = time.perf_counter()
+    with bar(len(files), "suggest", "model", enabled=not quiet) as progress:
+        for path in files:
+            try:
+                record = suggest(path, root.path, group)
+            except Exception as error:  # one odd file must not end a run over thousands
+                outcomes["failed"].append(f"{path}: {type(error).__name__}: {error}")
+                progress.update()
+                continue
+            records.append(record)
+            outcomes[_outcome(record)].append(_reason(record))
+            if manifest is None:
+                click.echo(record.to_json())
+            progress.update()
     if manifest is not None:
         try:
-            upsert_records(manifest, records)
+            upsert_records(manifest, records, root=root.path)
         except ManifestError as error:
             raise UserError(str(error)) from None
+    if not quiet:
+        seconds = time.perf_counter() - start
+        click.echo(f"{summary_table(outcomes)}\n{len(files)} models in {seconds:.1f} s "
+                   f"({len(files) / max(seconds, 1e-9):.1f} models/s); models root {root.path}", err=True)
+
+
+def _outcome(record) -> str:
+    if record.status != "ok":
+        return "rejected"
+    return "held for review" if _reason(record) else "ok"
+
+
+def _reason(record) -> str | None:
+    """Why a record is rejected or held for review; None for a confident suggestion."""
+    if record.status != "ok":
+        return record.reject_reason
+    if not record.morphs.get("mouth_open"):
+        return "no mouth_open morph (a build would skip it)"
+    unsure = sorted((value, name) for name, value in (record.confidence or {}).items() if value < REVIEW_BELOW)
+    return f"unsure of {unsure[0][1]} (confidence below {REVIEW_BELOW})" if unsure else None
