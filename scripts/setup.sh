@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what mmd-synth needs on a fresh Debian/Ubuntu machine, idempotently:
-# system libraries for headless OpenGL (EGL + Mesa), a virtual environment with the
+# system libraries for headless OpenGL (EGL + Mesa), bsdtar (libarchive-tools, which
+# unpacks .rar archives for mmdsynth ingest), a virtual environment with the
 # package, and with --test the test extras and Debian's chromium for the GUI tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +9,7 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 need=()
-for pkg in libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1; do
+for pkg in libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1 libarchive-tools; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "$want_test" = 1 ]; then

@@ -14,6 +14,7 @@ import click
 from renderer.errors import ModelError
 
 COMMANDS = {
+    "ingest": "unpack model archives and folders into a models folder with a catalog",
     "info": "what the loader reads from model files",
     "demo": "build a small dataset from the built-in demo character",
     "preview": "render one image of a model",
