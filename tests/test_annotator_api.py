@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from annotator.server import SetupError, create_app
-from manifests.record import ManifestError
+from manifests.record import ManifestError, Record
 from manifests.store import model_sha256, read_manifest
 from renderer.demo import DEMO_HEAD, demo_model, write_demo
 
@@ -186,8 +186,15 @@ def test_unusable_folders_and_manifests_raise_one_clear_error(tmp_path):
     with pytest.raises(SetupError, match="no .pmx or .pmd"):
         create_app(tmp_path / "empty", tmp_path / "m.jsonl")
     write_demo(tmp_path / "models")
-    with pytest.raises(SetupError, match="models root"):
-        create_app(tmp_path / "models", tmp_path / "elsewhere" / "m.jsonl")
+    app = create_app(tmp_path / "models", tmp_path / "elsewhere" / "m.jsonl")  # a new manifest apart: root models/
+    try:
+        assert app.extensions["mmdsynth"].catalog.models_root == (tmp_path / "models").resolve()
+    finally:
+        app.extensions["mmdsynth"].close()
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "m.jsonl").write_text(Record(model="x.pmx").to_json() + "\n", encoding="utf-8")
+    with pytest.raises(SetupError, match="models root"):  # its names are relative to its folder
+        create_app(tmp_path / "models", tmp_path / "old" / "m.jsonl")
     (tmp_path / "bad.jsonl").write_text("{not json\n")
     with pytest.raises(ManifestError, match="bad.jsonl:1"):
         create_app(tmp_path / "models", tmp_path / "bad.jsonl")
