@@ -133,7 +133,10 @@ def _copy_piece(source: Any, target: Any, model: int, first: int, with_model: bo
 
 
 def _copy_chunks(source: Any, target: Any, first: int) -> None:
-    """Every stored chunk of ``source`` (one image per chunk) into ``target`` from row ``first``, as stored."""
+    """Every stored chunk of image field ``source`` (one image per chunk) into ``target`` from row
+    ``first``, as stored, with the rows' checksums."""
+    checksums = source.file[shards.checksum_field(source.name.lstrip("/"))][:]
+    target.file[shards.checksum_field(target.name.lstrip("/"))][first:first + len(checksums)] = checksums
     cells = list(np.ndindex(*source.shape[1:-3]))  # the layer axis of layer stacks; () for plain images
     tail = (0, 0, 0)
     for row in range(source.shape[0]):
