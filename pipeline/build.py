@@ -12,17 +12,19 @@ different config refuses unless forced.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib
 import json
 import os
 import shutil
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -139,6 +141,25 @@ def layer_config_sha256(config: Any) -> str | None:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def stopping_cleanly(function: Callable[..., BuildReport]) -> Callable[..., BuildReport]:
+    """However a build stops early (an error, Ctrl-C, SIGTERM, a full disk) it leaves no
+    temporary shard behind, and a full disk is one ``DiskFullError`` line, not a traceback."""
+
+    @functools.wraps(function)
+    def wrapper(manifest: str | os.PathLike, out: str | os.PathLike, *args: Any, **kwargs: Any) -> BuildReport:
+        try:
+            return function(manifest, out, *args, **kwargs)
+        except BaseException as error:
+            _remove_temporary(Path(out))
+            if shards.disk_full(error):
+                raise shards.DiskFullError(f"{out}: no space left on the device; free some and rerun the "
+                                           f"same command to resume") from None
+            raise
+
+    return wrapper
+
+
+@stopping_cleanly
 def build(manifest: str | os.PathLike, out: str | os.PathLike, poses: int | None = None, *,
           poses_per_model: int | None = None, jobs: int = 1, backend: str = "loky",
           scheduler: Any = None, seed: int = 0, size: int = 256, layers: bool = False,
@@ -179,7 +200,7 @@ def build(manifest: str | os.PathLike, out: str | os.PathLike, poses: int | None
     planned = {_relative(out, shard): 2 * shard.samples + len(shard.slices) for shard in plan.shards}
     _write_index(out, config, done)  # the config is on disk before the first shard
     with ShardProgress(out, planned, [result.file for result in done], progress) as bar:
-        for result in _run(todo, settings, jobs, backend, scheduler, tuple(gpus)):
+        for result in _run_surviving(todo, settings, jobs, backend, scheduler, tuple(gpus)):
             report.written.append(result)
             done.append(result)
             _write_index(out, config, done)
@@ -304,8 +325,7 @@ def _relative(out: Path, shard: ShardPlan) -> str:
 def _resume(out: Path, plan: Plan, config: dict[str, Any],
             index: dict[str, Any] | None) -> tuple[list[ShardResult], list[ShardPlan]]:
     """Split the plan into shards already complete (as results) and shards to render."""
-    for stale in (out / shards.SHARDS_DIR).glob(".*.h5.tmp"):
-        stale.unlink()
+    _remove_temporary(out)
     seconds = {entry["file"]: entry.get("seconds", 0.0) for entry in (index or {}).get("shards", [])}
     done: list[ShardResult] = []
     todo: list[ShardPlan] = []
@@ -339,6 +359,13 @@ def _complete(out: Path, shard: ShardPlan, config: dict[str, Any], seconds: dict
                        seconds=float(seconds.get(name, 0.0)))
 
 
+def _remove_temporary(out: Path) -> None:
+    """Shards being written and notes of models being rendered, left by a build that stopped."""
+    for pattern in (".*.h5.tmp", ".*.h5.model", ".*.h5.parts/.*.tmp"):
+        for stale in (out / shards.SHARDS_DIR).glob(pattern):
+            stale.unlink(missing_ok=True)
+
+
 def split_counts(results: list[ShardResult]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for result in sorted(results, key=lambda result: result.file):
@@ -359,8 +386,10 @@ def _write_index(out: Path, config: dict[str, Any], results: list[ShardResult]) 
 # ---- running --------------------------------------------------------------------------
 
 def _run(todo: list[ShardPlan], settings: RenderSettings, jobs: int, backend: str,
-         scheduler: Any, gpus: tuple[int, ...]) -> Iterator[ShardResult]:
+         scheduler: Any, gpus: tuple[int, ...], separate: bool = False) -> Iterator[ShardResult]:
     """Shard results in completion order, from local processes or a Dask cluster.
+
+    One job runs in this process unless ``separate`` (a worker's death is then survivable).
 
     A worker that cannot make an OpenGL context on its device stops the build: every
     other shard would fail the same way.
@@ -379,11 +408,81 @@ def _run(todo: list[ShardPlan], settings: RenderSettings, jobs: int, backend: st
             stack.enter_context(parallel_config(backend="dask"))
             n_jobs = -1
         else:
-            n_jobs = min(jobs if jobs > 0 else os.cpu_count() or 1, len(todo))
+            n_jobs = max(min(jobs if jobs > 0 else os.cpu_count() or 1, len(todo)), 2 if separate else 1)
         try:
             yield from Parallel(n_jobs=n_jobs, batch_size=1, return_as="generator_unordered")(tasks)
         except ContextError as error:
             raise BuildError(str(error)) from None
+
+
+def _run_surviving(todo: list[ShardPlan], settings: RenderSettings, jobs: int, backend: str,
+                   scheduler: Any, gpus: tuple[int, ...]) -> Iterator[ShardResult]:
+    """:func:`_run`, going on when a worker dies (a segfault, the OOM killer).
+
+    Which of the shards in flight killed it is unknown, so the unfinished shards then run
+    one at a time; there a worker's death is pinned on the model it was rendering (the
+    note render_shard leaves), which is marked failed, and the shard is rendered again
+    without it. So each shard is retried once before a model of it is given up.
+    """
+    out = Path(settings.out)
+    pending = list(todo)
+    try:
+        for result in _run(pending, settings, jobs, backend, scheduler, gpus):
+            pending = [shard for shard in pending if _relative(out, shard) != result.file]
+            yield result
+        return
+    except Exception as error:
+        if not _worker_died(error):
+            raise
+    for shard in pending:
+        yield _render_alone(shard, settings, backend, scheduler, gpus)
+
+
+def _render_alone(shard: ShardPlan, settings: RenderSettings, backend: str, scheduler: Any,
+                  gpus: tuple[int, ...]) -> ShardResult:
+    """One shard in one worker; each model its worker dies on is left out and reported."""
+    dropped: list[dict[str, str]] = []
+    while True:
+        left = dataclasses.replace(shard, slices=tuple(piece for piece in shard.slices
+                                                       if piece.model not in {d["model"] for d in dropped}))
+        try:
+            (result,) = _run([left], settings, 1, backend, scheduler, gpus, separate=True)
+        except Exception as error:
+            model = _noted_model(Path(settings.out), shard) if _worker_died(error) else None
+            if model is None:
+                raise
+            dropped.append({"model": model, "reason": f"the worker rendering it died, twice ({_death(error)})",
+                            "shard": _relative(Path(settings.out), shard)})
+            continue
+        result.failed[:0] = dropped
+        return result
+
+
+def _worker_died(error: BaseException) -> bool:
+    """A worker process ended mid-task: loky's TerminatedWorkerError, Dask's KilledWorker
+    (matched by name: distributed is imported only with the Dask backend)."""
+    return type(error).__name__ in ("TerminatedWorkerError", "KilledWorker")
+
+
+def _death(error: BaseException) -> str:
+    """How a worker died, in a few words (loky's message spans lines and gives advice)."""
+    codes = re.search(r"exit codes? of the workers? (?:is|are) (\{[^}]*\})", str(error))
+    return f"exit code {codes.group(1)}" if codes else type(error).__name__
+
+
+def _note_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.model")
+
+
+def _noted_model(out: Path, shard: ShardPlan) -> str | None:
+    """The model a dead worker was rendering in ``shard`` (None when it left no note)."""
+    note = _note_path(out / _relative(out, shard))
+    try:
+        return note.read_text(encoding="utf-8") or None
+    except FileNotFoundError:
+        return None
+    finally:
+        note.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -430,16 +529,18 @@ def render_shard(shard: ShardPlan, settings: RenderSettings, gpu: int | None = N
     for position, piece in enumerate(shard.slices):
         planned = pieces.slice_pieces(position, piece.count)
         missing = work.missing(planned)
+        _note_path(out / name).write_text(piece.model, encoding="utf-8")  # who to blame if we die
         try:
             _render_slice(work, missing, piece, settings, layers, gpu)
-        except ContextError:
-            raise
         except Exception as error:  # failure isolation: any model may be broken in its own way
+            if isinstance(error, ContextError) or shards.disk_full(error):
+                raise  # no fault of the model: every other shard would fail the same way
             failed.append({"model": piece.model, "reason": _reason(error), "shard": name})
             continue
         built.append(planned)
         reused += sum(part.images for part in planned if part not in missing)
     samples, models = work.assemble(built)
+    _note_path(out / name).unlink(missing_ok=True)
     return ShardResult(file=name, split=shard.split, samples=samples, models=models, failed=failed,
                        seconds=time.perf_counter() - start, reused=reused)
 

@@ -17,9 +17,11 @@ and its own file name, so a shard copied over another is caught.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import sys
 import zlib
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -50,6 +52,17 @@ STR = h5py.string_dtype("utf-8")
 
 class DatasetError(Exception):
     """A dataset on disk is missing, damaged or lacks what was asked of it."""
+
+
+class DiskFullError(DatasetError):
+    """The disk holding the dataset is full: not the fault of any model, so the build stops."""
+
+    exit_code = 3  # the command line's status for it (1: some models failed, 2: bad input)
+
+
+def disk_full(error: BaseException) -> bool:
+    """Whether ``error`` is the OS's "no space left" (h5py words it inside a RuntimeError at times)."""
+    return getattr(error, "errno", None) == errno.ENOSPC or f"errno = {errno.ENOSPC}," in str(error)
 
 
 # What h5py raises on a damaged file: OSError for data, RuntimeError/KeyError/ValueError
@@ -124,6 +137,7 @@ class ShardWriter:
 
     def __enter__(self) -> ShardWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _quiet_h5py_deallocs()
         self.file = h5py.File(self.tmp_path, "w")
         try:
             self._create()
@@ -137,20 +151,29 @@ class ShardWriter:
         if kind is not None:
             self._discard()
             return
-        self.file.flush()
-        self.file.close()
-        self.file = None
-        if self.durable:
-            _fsync(self.tmp_path)
-        os.replace(self.tmp_path, self.path)
+        try:
+            self.file.flush()
+            self.file.close()
+            self.file = None
+            if self.durable:
+                _fsync(self.tmp_path)
+            os.replace(self.tmp_path, self.path)
+        except BaseException:
+            self._discard()
+            raise
         if self.durable:
             _fsync(self.path.parent)
 
     def _discard(self) -> None:
-        if self.file is not None:
-            self.file.close()
+        """Close (as far as a full disk allows) and remove the temporary file."""
+        try:
+            if self.file is not None:
+                self.file.close()
+        except H5_DAMAGE:
+            pass  # the close failed too (a full disk): the file goes anyway
+        finally:
             self.file = None
-        self.tmp_path.unlink(missing_ok=True)
+            self.tmp_path.unlink(missing_ok=True)
 
     def _create(self) -> None:
         f, h, w = self.file, self.height, self.width
@@ -216,6 +239,34 @@ class ShardWriter:
             per_model = name.removeprefix(f"{CHECKSUMS}/") in PER_MODEL_FIELDS or name.startswith("models/")
             dataset.resize(models if per_model else samples, axis=0)
         self.models, self.samples = models, samples
+
+
+def _quiet_h5py_deallocs() -> None:
+    """Stop h5py objects of a file that could not be written (a full disk) from printing
+    tracebacks when they are collected, whenever that is: the build reports the one error
+    that matters. Cython prints them through ``sys.excepthook`` (the traceback) and
+    ``sys.unraisablehook`` (the "Exception ignored in" line); both are filtered, for h5py's
+    own deallocation errors only, once per process that writes shards."""
+    if getattr(sys.excepthook, "quiet_h5py", False):
+        return
+    excepthook, unraisablehook = sys.excepthook, sys.unraisablehook
+
+    def from_h5py(error: BaseException | None, trace: TracebackType | None) -> bool:
+        while trace is not None and trace.tb_next is not None:
+            trace = trace.tb_next
+        return isinstance(error, H5_DAMAGE) and trace is not None and \
+            trace.tb_frame.f_code.co_filename.startswith("h5py/")
+
+    def on_exception(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
+        if not from_h5py(error, trace):
+            excepthook(kind, error, trace)
+
+    def on_unraisable(unraisable: Any) -> None:
+        if not (isinstance(unraisable.object, str) and unraisable.object.startswith("h5py.")):
+            unraisablehook(unraisable)
+
+    on_exception.quiet_h5py = True  # type: ignore[attr-defined]
+    sys.excepthook, sys.unraisablehook = on_exception, on_unraisable
 
 
 def _images(f: h5py.File, name: str, lead: tuple[int, ...], h: int, w: int) -> None:

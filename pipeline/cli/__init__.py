@@ -7,6 +7,7 @@ a command never pays for another's imports (moderngl, h5py, dask...).
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 
 import click
@@ -73,17 +74,28 @@ def cli() -> None:
     """
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so that the same
+    cleanup runs (a build stops its workers and removes its temporary shards)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         code = cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
+    except click.exceptions.Abort as error:
+        terminated = isinstance(error.__cause__, Terminated)
+        click.echo("terminated" if terminated else "aborted", err=True)
+        sys.exit(128 + signal.SIGTERM if terminated else 130)
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
     except USER_ERRORS as error:
         click.echo(f"error: {error}", err=True)
-        sys.exit(2)
+        sys.exit(getattr(error, "exit_code", 2))  # a type may have its own (a full disk: 3)
     # ctx.exit(n) inside a command (e.g. "some models failed") comes back as n.
     sys.exit(code if isinstance(code, int) else 0)
