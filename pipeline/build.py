@@ -474,6 +474,11 @@ def _note_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.model")
 
 
+def _leave_note(path: Path, model: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _note_path(path).write_text(model, encoding="utf-8")
+
+
 def _noted_model(out: Path, shard: ShardPlan) -> str | None:
     """The model a dead worker was rendering in ``shard`` (None when it left no note)."""
     note = _note_path(out / _relative(out, shard))
@@ -529,7 +534,7 @@ def render_shard(shard: ShardPlan, settings: RenderSettings, gpu: int | None = N
     for position, piece in enumerate(shard.slices):
         planned = pieces.slice_pieces(position, piece.count)
         missing = work.missing(planned)
-        _note_path(out / name).write_text(piece.model, encoding="utf-8")  # who to blame if we die
+        _leave_note(out / name, piece.model)  # who to blame if this worker dies
         try:
             _render_slice(work, missing, piece, settings, layers, gpu)
         except Exception as error:  # failure isolation: any model may be broken in its own way
