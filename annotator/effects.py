@@ -74,6 +74,10 @@ class FaceProbe:
     def render(self, pose, extra: Mapping[str, float] | None = None) -> np.ndarray:
         return self.renderer.render(pose, extra_morphs=extra, camera=self.camera)
 
+    def eye_mask(self, side: int) -> np.ndarray:
+        """(size, size) bool: the pixels of eye ``side`` (0 left, 1 right) in the close-ups."""
+        return self._eye_masks[side]
+
     def morph_effect(self, name: str) -> Effect:
         """The effect of morph ``name`` (as the renderer's model names it) at weight 1."""
         return self.measure(self.render((0.0,) * 6, {name: 1.0}))

@@ -14,13 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from annotator.head import bone_weight, head_centre_x
+from annotator.motion import EYE_PANEL, MOUTH_PANEL, moved_by_panel
 from renderer.humanoid import eye_bones
-from renderer.model import Model, MorphKind
-from renderer.morphs import MorphEvaluator
+from renderer.model import Model
 
 EYE_MATERIAL_WORDS = ("瞳", "目", "眼", "eye", "iris", "hitomi", "pupil")
 NOT_EYE_WORDS = ("眉", "まつ", "睫", "brow", "lash", "影", "shadow", "hl", "ハイライト", "highlight")
-EYE_PANEL, MOUTH_PANEL = 2, 3
 MIN_POINTS = 8  # fewer vertices than this on one side are no eye
 BOX_SCALE = 1.25  # an eye box is the iris extent grown by this factor
 EYE_BOX_LIMITS = (0.05, 0.22)  # eye box half sizes, as fractions of the head height
@@ -127,14 +126,7 @@ def _material_faces(model: Model, material: int) -> np.ndarray:
 
 def _panel_points(model: Model, panel: int) -> np.ndarray | None:
     """Rest positions of the vertices that the model's morphs of one panel move most."""
-    evaluator = MorphEvaluator(model)
-    moved = np.zeros(len(model.vertices), bool)
-    for index, morph in enumerate(model.morphs):
-        if morph.panel != panel or morph.kind not in (MorphKind.VERTEX, MorphKind.GROUP):
-            continue
-        size = np.linalg.norm(evaluator.evaluate({index: 1.0}).vertex_offsets, axis=1)
-        if size.max() > 0:
-            moved |= size >= 0.3 * size.max()
+    moved = moved_by_panel(model, panel)
     return model.vertices.positions[moved] if moved.any() else None
 
 

@@ -12,10 +12,13 @@ import numpy as np
 
 from renderer.framing import head_center_x
 from renderer.model import Model
+from annotator.mesh import vertex_components
+from annotator.motion import MOUTH_PANEL, moved_by_panel
 from renderer.humanoid import eye_bones, head_bone, neck_bone
 MIN_WEIGHT = 0.5  # a vertex belongs to the head when the head bones carry this much of it
 TOP_WIDTH = 0.15  # the skull top is where the cross-section reaches this fraction of the head width
 CENTRE = 0.04  # half-width of the chin's centre line, as a fraction of the head width
+FACE_SPAN = 0.3  # a mesh piece carrying the mouth is the face when it spans this fraction of the head height
 FRONT = 0.02  # margin in front of the neck, as a fraction of the head depth
 
 
@@ -50,7 +53,7 @@ def bone_weight(model: Model, bones: np.ndarray) -> np.ndarray:
 
 
 def head_vertices(model: Model) -> np.ndarray:
-    """Positions of the skull's vertices (head bone itself, else its subtree)."""
+    """(N,) bool: the skull's vertices (skinned to the head bone itself, else to its subtree)."""
     if len(model.vertices) == 0:
         raise NotACharacter("no vertices")
     head = head_bone(model)
@@ -59,7 +62,7 @@ def head_vertices(model: Model) -> np.ndarray:
     for bones in (bone_mask(model, head), descendants(model, head)):
         selected = bone_weight(model, bones) >= MIN_WEIGHT
         if selected.sum() >= 8:
-            return model.vertices.positions[selected]
+            return selected
     raise NotACharacter(f"no geometry skinned to the head bone {model.bones.names[head]!r}")
 
 
@@ -72,14 +75,50 @@ def skull_top(points: np.ndarray, centre_x: float) -> float:
     return float(points[order[np.argmax(span >= TOP_WIDTH * width)], 1])
 
 
+def top_without(model: Model, worn: np.ndarray, chin: float) -> float:
+    """The skull top once the vertices of ``worn`` faces (hats, ribbons, ornaments) are left out.
+
+    ``worn`` is a (F,) bool over the model's faces, from the part classification of
+    :mod:`annotator.parts`, which itself needs head bounds: so the top is found once with
+    everything, then again without what the head wears.
+    """
+    keep = np.zeros(len(model.vertices), bool)
+    keep[model.indices[~worn].reshape(-1)] = True
+    skull = head_vertices(model) & keep
+    points = model.vertices.positions[skull]
+    if len(points) < 8:
+        raise NotACharacter("the head holds nothing but worn things")
+    top = skull_top(points, head_centre_x(model))
+    if not top > chin:
+        raise NotACharacter("no face: the head geometry has no height")
+    return top
+
+
 def chin_tip(model: Model, points: np.ndarray, centre_x: float) -> float:
-    """Lowest point of the head's centre line that lies in front of the neck."""
+    """Lowest point of the head's centre line that lies in front of the neck (``points``: the face's)."""
     width = np.ptp(points[:, 0])
     line = points[np.abs(points[:, 0] - centre_x) <= CENTRE * width]
     front = line[line[:, 2] > _neck_front(model, centre_x, width) + FRONT * np.ptp(points[:, 2])]
     if len(front) == 0:
         raise NotACharacter("no face geometry in front of the neck on the head's centre line")
     return float(front[:, 1].min())
+
+
+def face_surface(model: Model, skull: np.ndarray, height: float) -> np.ndarray | None:
+    """Skull vertices on the mesh pieces that carry the mouth and span a face (FACE_SPAN of ``height``).
+
+    The chin is on the face's own surface: a ribbon, collar or hair strand skinned to the
+    head but modelled as a piece of its own must not pass for it. Without mouth morphs,
+    or when the mouth is a decal of its own (chibis), None: the whole skull decides.
+    """
+    mouth = moved_by_panel(model, MOUTH_PANEL)
+    if not mouth.any():
+        return None
+    labels = vertex_components(model.vertices.positions, model.indices)
+    y = model.vertices.positions[:, 1]
+    pieces = [piece for piece in np.unique(labels[mouth]) if np.ptp(y[labels == piece]) >= FACE_SPAN * height]
+    face = skull & np.isin(labels, pieces)
+    return face if face.sum() >= 8 else None
 
 
 def _neck_front(model: Model, centre_x: float, width: float) -> float:
@@ -101,10 +140,14 @@ def head_centre_x(model: Model) -> float:
 
 def suggest_head_bounds(model: Model) -> tuple[float, float, float]:
     """(top_y, chin_y, confidence in [0, 1]); raises NotACharacter when there is no head."""
-    points = head_vertices(model)
+    skull = head_vertices(model)
+    points = model.vertices.positions[skull]
     centre_x = head_centre_x(model)
     top = skull_top(points, centre_x)
     chin = chin_tip(model, points, centre_x)
+    face = face_surface(model, skull, top - chin)
+    if face is not None:
+        chin = chin_tip(model, model.vertices.positions[face], centre_x)
     if not top > chin:
         raise NotACharacter("no face: the head geometry has no height")
     return top, chin, _confidence(model, top, chin)

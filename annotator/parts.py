@@ -170,3 +170,12 @@ def _moved_vertices(model: Model, threshold: float) -> dict[str, np.ndarray]:
         index = morph.index[far]
         moved[panel][index[(index >= 0) & (index < len(model.vertices))]] = True
     return moved
+
+
+WORN = ("headwear", "earwear", "eyewear", "objects")  # what a head wears or holds, not the head
+
+
+def worn_faces(model: Model, head_bounds: tuple[float, float]) -> np.ndarray:
+    """(F,) bool: faces classed as worn on the head or held (See-through's classes), for head bounds."""
+    names = np.array(DEFAULT.names)
+    return np.isin(names[face_layers(model, head_bounds=head_bounds)], WORN)

@@ -185,19 +185,47 @@ def candidates(model: Model, probe: FaceProbe, key=lambda index: f"#{index}") ->
     """Every vertex or group morph that fills a role. ``key`` names morph i in the probe's renderer."""
     evaluator = MorphEvaluator(model)
     positions = model.vertices.positions
-    found, effects = [], {}
+    found, effects, images = [], {}, {}
     for index, morph in enumerate(model.morphs):
         if morph.kind not in (MorphKind.VERTEX, MorphKind.GROUP):
             continue  # texture and material swaps are decorations, never a role
         offsets = evaluator.evaluate({index: 1.0}).vertex_offsets
         if not np.abs(offsets).any():
             continue
-        effect = probe.morph_effect(key(index))
-        effects[morph.name] = effect
+        image = probe.render((0.0,) * 6, {key(index): 1.0})
+        effect = effects[morph.name] = probe.measure(image)
         role, strength = classify(effect, lid_motion(offsets, positions, probe.face))
         if role is not None:
             found.append(Candidate(morph.name, role, strength, name_verdict(role, morph.name)))
-    return found, effects
+            images[morph.name] = image
+    return settle_lid_shapes(found, images, probe), effects
+
+
+def settle_lid_shapes(found: list[Candidate], images: dict[str, np.ndarray], probe: FaceProbe) -> list[Candidate]:
+    """One-eye closures take the lid shape (normal or ^) of the model's own blink or smile they look like.
+
+    A wink's closed eye is drawn like the same model's blink or like its smile; its
+    pixels over that eye, compared with both, say which, more reliably than a curve
+    fitted to a few lid pixels. The references are the both-eyes closures whose names
+    say blink and smile (names choose the references, pixels decide); without both,
+    the shapes measured per morph stay.
+    """
+    both = [c for c in found if c.role in ("blink", "smile_blink")]
+    normal = next((c for c in both if any(k in normalise(c.name) for k in NAMES["blink"])), None)
+    smile = next((c for c in both if any(k in normalise(c.name) for k in NAMES["smile"])), None)
+    if normal is None or smile is None:
+        return found
+    settled = []
+    for c in found:
+        if "wink" in c.role:
+            side = 0 if c.role.endswith("left") else 1
+            mask = probe.eye_mask(side)
+            distance = [np.abs(images[c.name][mask].astype(np.int16) - images[ref.name][mask]).mean()
+                        for ref in (normal, smile)]
+            role = ("smile_" if distance[1] < distance[0] else "") + "wink_" + ("left", "right")[side]
+            c = Candidate(c.name, role, c.strength, name_verdict(role, c.name))
+        settled.append(c)
+    return settled
 
 
 def choose_roles(found: list[Candidate]) -> tuple[dict[str, str | None], dict[str, float], list[str]]:

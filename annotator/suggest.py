@@ -17,7 +17,8 @@ from annotator.binding import RoleError, bind_roles
 from annotator.channels import SIZE, check_model
 from annotator.effects import FaceProbe
 from annotator.face import locate_face
-from annotator.head import NotACharacter, suggest_head_bounds
+from annotator.head import NotACharacter, suggest_head_bounds, top_without
+from annotator.parts import worn_faces
 from annotator.roles import RoleSuggestion, candidates, choose_roles
 from annotator.views import indexed, morph_key
 from manifests.record import Record
@@ -61,6 +62,7 @@ def suggest(model_path: str | os.PathLike, models_root: str | os.PathLike, group
         model = load_model(str(model_path))
         record.sha256 = model.sha256  # the loader hashed the file already
         top, chin, head_confidence = suggest_head_bounds(model)
+        top = top_without(model, worn_faces(model, (top, chin)), chin)
     except (ModelError, NotACharacter) as error:
         record.sha256 = record.sha256 or model_sha256(model_path)
         record.status, record.reject_reason = "rejected", getattr(error, "reason", str(error))
