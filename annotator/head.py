@@ -19,6 +19,7 @@ MIN_WEIGHT = 0.5  # a vertex belongs to the head when the head bones carry this 
 TOP_WIDTH = 0.15  # the skull top is where the cross-section reaches this fraction of the head width
 CENTRE = 0.04  # half-width of the chin's centre line, as a fraction of the head width
 FACE_SPAN = 0.3  # a mesh piece carrying the mouth is the face when it spans this fraction of the head height
+WORN_AT_MOST = 0.5  # share of the skull's vertices that may be worn things before that verdict is doubted
 FRONT = 0.02  # margin in front of the neck, as a fraction of the head depth
 
 
@@ -75,23 +76,22 @@ def skull_top(points: np.ndarray, centre_x: float) -> float:
     return float(points[order[np.argmax(span >= TOP_WIDTH * width)], 1])
 
 
-def top_without(model: Model, worn: np.ndarray, chin: float) -> float:
+def top_without(model: Model, worn: np.ndarray, top: float, chin: float) -> float:
     """The skull top once the vertices of ``worn`` faces (hats, ribbons, ornaments) are left out.
 
     ``worn`` is a (F,) bool over the model's faces, from the part classification of
     :mod:`annotator.parts`, which itself needs head bounds: so the top is found once with
-    everything, then again without what the head wears.
+    everything, then again without what the head wears. A classification that calls most
+    of the skull worn is not trusted: ``top`` stays.
     """
     keep = np.zeros(len(model.vertices), bool)
     keep[model.indices[~worn].reshape(-1)] = True
-    skull = head_vertices(model) & keep
-    points = model.vertices.positions[skull]
-    if len(points) < 8:
-        raise NotACharacter("the head holds nothing but worn things")
-    top = skull_top(points, head_centre_x(model))
-    if not top > chin:
-        raise NotACharacter("no face: the head geometry has no height")
-    return top
+    head = head_vertices(model)
+    skull = head & keep
+    if skull.sum() < max(8, WORN_AT_MOST * head.sum()):
+        return top
+    bare = skull_top(model.vertices.positions[skull], head_centre_x(model))
+    return bare if bare > chin else top
 
 
 def chin_tip(model: Model, points: np.ndarray, centre_x: float) -> float:

@@ -62,7 +62,7 @@ def suggest(model_path: str | os.PathLike, models_root: str | os.PathLike, group
         model = load_model(str(model_path))
         record.sha256 = model.sha256  # the loader hashed the file already
         top, chin, head_confidence = suggest_head_bounds(model)
-        top = top_without(model, worn_faces(model, (top, chin)), chin)
+        top = top_without(model, worn_faces(model, (top, chin)), top, chin)
     except (ModelError, NotACharacter) as error:
         record.sha256 = record.sha256 or model_sha256(model_path)
         record.status, record.reject_reason = "rejected", getattr(error, "reason", str(error))

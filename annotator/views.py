@@ -191,7 +191,7 @@ class RenderWorker:
         return encode_png(renderer.render(NEUTRAL, camera=camera))
 
     def channels(self, path: str, head: tuple[float, float], roles: dict[str, str | None]) -> bytes:
-        """The channel check's close-ups side by side: rest, eye_left, eye_right, mouth at 1."""
+        """The channel check's close-ups, 2 x 2: rest, eye_left / eye_right, mouth at 1."""
         from annotator.binding import RoleError, bind_roles
         from annotator.channels import close_ups
 
@@ -200,8 +200,8 @@ class RenderWorker:
             binding = bind_roles(roles, {morph.name for morph in model.morphs}).binding()
         except RoleError as error:
             raise ModelError(path, str(error)) from None
-        images = close_ups(model, head, binding, PREVIEW_SIZE)
-        return encode_png(np.concatenate(list(images.values()), axis=1))
+        rest, left, right, mouth = close_ups(model, head, binding, PREVIEW_SIZE).values()
+        return encode_png(np.block([[[rest], [left]], [[right], [mouth]]]))
 
     def close_up(self, path: str, morph: int, head: tuple[float, float] | None) -> bytes:
         from renderer.framing import region_camera
@@ -330,7 +330,7 @@ class RenderService:
         return self._run(path, BACKGROUND, "close_up", path, morph, head)
 
     def channels(self, path: str, head: tuple[float, float], roles: dict[str, str | None]) -> bytes:
-        """PNG strip of the channel check: rest, eye_left, eye_right and mouth at 1, face close-ups."""
+        """PNG of the channel check, 2 x 2 face close-ups: rest, eye_left / eye_right, mouth at 1."""
         return self._run(path, URGENT, "channels", path, head, roles)
 
     def suggest(self, path: str, models_root: str):

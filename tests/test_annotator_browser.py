@@ -191,3 +191,25 @@ def test_label_a_real_model(browser, shared_models, tmp_path, artifacts):
     manifest = tmp_path / "manifest.jsonl"
     with serving(shared_models, manifest, shared_models) as url:
         label_one(browser, url, manifest, "mmd_default/miku_v2.pmd", artifacts, "miku")
+
+
+def test_a_model_held_for_review_shows_why_and_what_its_channels_do(browser, tmp_path, artifacts):
+    """No texture: held for review; the page lists the reason and shows the channel close-ups."""
+    write_demo(tmp_path / "models")
+    textures = [path for path in (tmp_path / "models").iterdir() if path.suffix.lower() != ".pmx"]
+    assert textures
+    for texture in textures:
+        texture.unlink()
+    with serving(tmp_path / "models", tmp_path / "manifest.jsonl") as url:
+        page, errors = open_page(browser, url)
+        assert page.evaluate("window.annotator.detail.record.status") == "review"
+        page.wait_for_function("document.querySelectorAll('#notes li.review').length > 0", timeout=TIMEOUT_MS)
+        assert "texture file missing" in page.locator("#notes").inner_text()
+        page.wait_for_function("""() => { const image = document.getElementById('channels');
+            return image.complete && image.naturalWidth > 0 && image.naturalWidth === image.naturalHeight; }""", timeout=TIMEOUT_MS)
+        assert "Held for review" in page.locator("#status").inner_text()
+        page.screenshot(path=str(artifacts / "annotator_review.png"))
+        page.locator("#channels").click()
+        assert page.locator("#channels").bounding_box()["width"] >= 0.8 * VIEWPORT["height"]  # big enough to judge
+        page.screenshot(path=str(artifacts / "annotator_review_channels.png"))
+        assert errors == []

@@ -17,7 +17,7 @@ LABELS = {name: read_labels(name) for name in ("tuning", "holdout")}
 
 
 # Measured floors (regression guards) and the issue's targets, which are not met yet.
-FLOOR = {"tuning": 0.94, "holdout": 0.90}
+FLOOR = {"tuning": 0.97, "holdout": 0.90}
 TARGET = 0.95
 
 
@@ -40,8 +40,8 @@ def test_roles_right_at_least_the_measured_floor(records, labels):
     assert share_right(records, labels)[0] >= FLOOR[labels]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13's target (95% right, every wrong role flagged) is not met yet")
-@pytest.mark.parametrize("labels", ["tuning", "holdout"])
+@pytest.mark.parametrize("labels", ["tuning", pytest.param("holdout", marks=pytest.mark.xfail(
+    strict=True, reason="issue 13's target (95% right, every wrong role flagged) is not met on the held-out third"))])
 def test_issue_targets(records, labels):
     right, wrong, flagged = share_right(records, labels)
     assert right >= TARGET and wrong == flagged
@@ -70,3 +70,48 @@ def test_dummy_is_rejected(shared_models):
 def test_models_without_eye_or_mouth_morphs_are_held_with_the_reason(shared_models):
     record = suggest(shared_models / "low_poly/gumi.pmd", shared_models)
     assert record.status == "review" and any("cannot open its mouth" in reason for reason in record.review)
+
+
+# What the suggester of d1eafe7 bound to (eye_left, eye_right, mouth), one model per failure class of
+# issue 13: an eyebrow as the eyes (MEIKO), the both-eyes fallback on one-eye channels (miku), the
+# mouth taken as the blink and left unbound (rin), a prop toggle as the mouth (low_miku).
+BEFORE = {
+    "mmd_default/MEIKO.pmd": ("困り眉右", "困り眉左", "あ"),
+    "mmd_default/miku.pmd": ("まばたき", "まばたき", "あ"),
+    "mmd_default/rin.pmd": ("あ", "あ", None),
+    "low_poly/low_miku.pmd": (None, None, "ネギ消"),
+}
+
+
+def test_old_failures_fail_the_check_and_new_suggestions_pass(shared_models, records, artifacts):
+    """Before/after contact sheet (tests/artifacts/labels_before_after.png): rest, eye_left, eye_right, mouth."""
+    import numpy as np
+    from PIL import Image
+
+    from annotator.binding import RoleError, bind_roles
+    from annotator.channels import check_model, close_ups
+    from renderer.loader import load_model
+    from renderer.renderer import MorphBinding
+
+    rows = []
+    for model_name, before in BEFORE.items():
+        model = load_model(shared_models / model_name)
+        record = records["tuning"][model_name]
+        assert record.head is not None, (model_name, record.status, record.reject_reason)
+        head = (record.head["top"], record.head["bottom"])
+        old = MorphBinding(*before)
+        assert not check_model(model, head, old).ok, model_name
+        try:
+            new = bind_roles(record.morphs).binding()
+        except RoleError:
+            assert record.status == "review"  # cannot be bound: held, never shipped
+            new = None
+        if new is not None:
+            assert check_model(model, head, new).ok, model_name
+        for binding in (old, new):
+            if binding is None:
+                rows.append(np.zeros((128, 4 * 128, 4), np.uint8))
+                continue
+            images = close_ups(model, head, binding, 128).values()
+            rows.append(np.concatenate(list(images), axis=1))
+    Image.fromarray(np.concatenate(rows, axis=0)).save(artifacts / "labels_before_after.png")

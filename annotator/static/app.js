@@ -625,6 +625,7 @@ function init() {
   for (const edge of ["top", "bottom"]) $(`line-${edge}`).addEventListener("pointerdown", startDrag);
   $("confirm-button").addEventListener("click", accept);
   $("reject-button").addEventListener("click", openReject);
+  $("channels").addEventListener("click", () => $("channels").parentElement.classList.toggle("big"));
   $("reject-form").addEventListener("submit", (event) => { event.preventDefault(); reject($("reject-reason").value); });
   $("reject-reason").addEventListener("keydown", (event) => {
     if (event.key === "Escape") { event.preventDefault(); closeReject(); }
