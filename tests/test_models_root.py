@@ -76,6 +76,8 @@ def test_readme_layout_without_models_root(shared_models, tmp_path):
     for name in ("mmd_default/miku_v2.pmd", "mmd_default/dummy.pmd"):
         (models / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shared_models / name, models / name)
+    for texture in (shared_models / "mmd_default").glob("*.[bs][mp][ph]"):  # .bmp and .sph: miku_v2 uses them
+        shutil.copyfile(texture, models / "mmd_default" / texture.name)
     manifest = tmp_path / "manifests" / "mine.jsonl"
     run = subprocess.run([*CLI, "suggest", str(models), "--manifest", str(manifest)],
                          capture_output=True, text=True, cwd=tmp_path)

@@ -129,7 +129,7 @@ def test_suggest_file_and_cli(character, tmp_path):
     path = tmp_path / "chars" / "demo.pmx"
     write_pmx(character, path)
     runner = CliRunner()
-    held = json.loads(runner.invoke(cli, ["suggest", str(path), "--models-root", str(tmp_path)]).output)
+    held = json.loads(runner.invoke(cli, ["suggest", str(path), "--models-root", str(tmp_path), "-q"]).output)
     assert held["status"] == "review" and held["review"] == ["texture file missing: iris.png"]
     for name, source in character.texture_paths.items():
         shutil.copy(source, tmp_path / "chars" / name)

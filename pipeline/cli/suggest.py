@@ -8,7 +8,6 @@ import click
 
 from pipeline.cli import UserError, register_user_error
 
-REVIEW_BELOW = 0.5  # a suggestion this unsure of its head or of a morph role waits for a person
 
 
 @click.command("suggest")
@@ -73,16 +72,11 @@ def command(models: tuple[str, ...], manifest: str | None, models_root: str | No
 
 
 def _outcome(record) -> str:
-    if record.status != "ok":
-        return "rejected"
-    return "held for review" if _reason(record) else "ok"
+    return {"ok": "ok", "review": "held for review"}.get(record.status, "rejected")
 
 
 def _reason(record) -> str | None:
-    """Why a record is rejected or held for review; None for a confident suggestion."""
-    if record.status != "ok":
-        return record.reject_reason
-    if not record.morphs.get("mouth_open"):
-        return "no mouth_open morph (a build would skip it)"
-    unsure = sorted((value, name) for name, value in (record.confidence or {}).items() if value < REVIEW_BELOW)
-    return f"unsure of {unsure[0][1]} (confidence below {REVIEW_BELOW})" if unsure else None
+    """Why a record is rejected or held for review (its first reason); None for one that ships."""
+    if record.status == "review":
+        return record.review[0] if record.review else "held for review"
+    return record.reject_reason if record.status != "ok" else None
