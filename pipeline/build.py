@@ -58,6 +58,7 @@ class RenderSettings:
     shading: str = "phong"
     layer_config: Any = None  # annotator.layers.LayerConfig of --layer-config; None: the default layers
     framing: str = "head"
+    variation: Any = None  # pipeline.variation.Variation of --jitter / --styles; None: plain framing and shading
 
 
 @dataclass
@@ -122,12 +123,14 @@ class BuildReport:
 
 def build_config(plan: Plan, *, poses: int | None, poses_per_model: int | None, seed: int, size: int,
                  layers: bool, shard_size: int, fractions: dict[str, float], shading: str = "phong",
-                 layer_config: Any = None, framing: str = "head") -> dict[str, Any]:
+                 layer_config: Any = None, framing: str = "head", variation: Any = None) -> dict[str, Any]:
     """Everything that alters the output; a resumed build must match it exactly (the GPUs do not)."""
     return {"records_sha256": plan.records_hash, "poses": poses, "poses_per_model": poses_per_model,
             "seed": seed, "size": size, "layers": layers, "shard_size": shard_size,
             "fractions": dict(fractions), "shading": shading, "framing": framing,
             "layer_config": layer_config_sha256(layer_config),
+            "jitter": bool(variation and variation.jitter),
+            "styles": list(variation.styles) if variation and len(variation.styles) > 1 else None,
             "generator_version": shards.generator_version(), "format_version": shards.FORMAT_VERSION}
 
 
@@ -166,13 +169,16 @@ def build(manifest: str | os.PathLike, out: str | os.PathLike, poses: int | None
           shard_size: int = DEFAULT_SHARD_SIZE, fractions: dict[str, float] = DEFAULT_FRACTIONS,
           models_root: str | os.PathLike | None = None, force: bool = False, progress: bool = True,
           sheets: bool = True, shading: str = "phong", gpus: Sequence[int] = (),
-          layer_config: str | os.PathLike | None = None, framing: str = "head") -> BuildReport:
+          layer_config: str | os.PathLike | None = None, framing: str = "head", jitter: bool = False,
+          styles: Sequence[str] | None = None) -> BuildReport:
     """Build (or resume) the dataset in ``out``; see the module docstring and DESIGN.md.
 
     ``shading`` is the renderer's (phong or toon); ``gpus`` are EGL device indices, the
     k-th shard task rendering on ``gpus[k % len(gpus)]`` (empty: the default device);
     ``layer_config`` a YAML/JSON layer configuration file (annotator.layers) for ``layers``;
-    ``framing`` "head" (DESIGN.md) or "full-body". ``models_root`` overrides the manifest's.
+    ``framing`` "head" (DESIGN.md) or "full-body"; ``models_root`` overrides the manifest's;
+    ``jitter`` and ``styles`` vary framing and shading per sample (pipeline.variation;
+    ``styles`` replaces ``shading``).
     """
     from manifests.store import read_manifest
 
@@ -181,6 +187,7 @@ def build(manifest: str | os.PathLike, out: str | os.PathLike, poses: int | None
     if framing not in FRAMINGS:
         raise BuildError(f"unknown framing {framing!r}; choose one of {', '.join(FRAMINGS)}")
     layer_settings = _layer_config(layer_config, layers)
+    variation = _variation(jitter, styles, shading)
     manifest = Path(manifest)
     out = Path(out)
     records = read_manifest(manifest)
@@ -189,14 +196,15 @@ def build(manifest: str | os.PathLike, out: str | os.PathLike, poses: int | None
     root = _find_models(manifest, models_root, plan)
     config = build_config(plan, poses=poses, poses_per_model=poses_per_model, seed=seed, size=size,
                           layers=layers, shard_size=shard_size, fractions=fractions, shading=shading,
-                          layer_config=layer_settings, framing=framing)
+                          layer_config=layer_settings, framing=framing, variation=variation)
     index = _start_index(out, config, force)
     done, todo = _resume(out, plan, config, index)
     report = BuildReport(out=out, skipped=len(done), not_built=_not_built(records),
                          empty_splits=[split for split, fraction in fractions.items()
                                        if fraction > 0 and split not in plan.splits])
     settings = RenderSettings(out=str(out), models_root=str(root), seed=seed, size=size, config=config,
-                              layers=layers, shading=shading, layer_config=layer_settings, framing=framing)
+                              layers=layers, shading=shading, layer_config=layer_settings, framing=framing,
+                              variation=variation)
     planned = {_relative(out, shard): 2 * shard.samples + len(shard.slices) for shard in plan.shards}
     _write_index(out, config, done)  # the config is on disk before the first shard
     with ShardProgress(out, planned, [result.file for result in done], progress) as bar:
@@ -278,6 +286,17 @@ def _layer_config(path: str | os.PathLike | None, layers: bool) -> Any:
         return load_config(path)
     except LayerConfigError as error:
         raise BuildError(str(error)) from None
+
+
+def _variation(jitter: bool, styles: Sequence[str] | None, shading: str) -> Any:
+    """The Variation of --jitter / --styles (None when neither varies anything); bad styles are a BuildError."""
+    from pipeline.variation import Variation, VariationError
+
+    try:
+        variation = Variation(jitter=jitter, styles=tuple(styles) if styles else (shading,))
+    except VariationError as error:
+        raise BuildError(str(error)) from None
+    return variation if variation.varied else None
 
 
 # ---- resuming -------------------------------------------------------------------------
@@ -527,7 +546,8 @@ def render_shard(shard: ShardPlan, settings: RenderSettings, gpu: int | None = N
     name = _relative(out, shard)
     layer_config = settings.layer_config or DEFAULT
     work = pieces.ShardWork(out / name, size=settings.size, split=shard.split, config=settings.config,
-                            layers=list(layer_config.names) if layers else None, taxonomy=layer_config.preset)
+                            layers=list(layer_config.names) if layers else None, taxonomy=layer_config.preset,
+                            styles=list(settings.variation.styles) if settings.variation else None)
     failed: list[dict[str, str]] = []
     built: list[list[pieces.Piece]] = []
     reused = 0
@@ -560,7 +580,7 @@ def _reason(error: Exception) -> str:
 def _render_slice(work: pieces.ShardWork, todo: list[pieces.Piece], piece: ModelSlice,
                   settings: RenderSettings, layers: Any, gpu: int | None) -> None:
     """The ``todo`` pieces of one model slice, each committed as soon as it is rendered."""
-    from renderer import Renderer
+    from pipeline.variation import StyleRenderers, Variation, render_varied
     from renderer.framing import full_body_camera
     from renderer.loader import load_model
 
@@ -576,12 +596,13 @@ def _render_slice(work: pieces.ShardWork, todo: list[pieces.Piece], piece: Model
     channels = bind_roles(piece.morphs, {morph.name for morph in model.morphs})
     poses = sample_poses(settings.seed, piece.key, np.arange(piece.start, piece.start + piece.count))
     channels = checked(channels, model, piece.head)
-    with Renderer(model, head_bounds=piece.head, morphs=channels.binding(), size=settings.size,
-                  shading=settings.shading, gpu=gpu) as renderer:
-        if settings.framing == "full-body":
-            renderer.camera = full_body_camera(model)
-        stack = (lambda p, full: layers.render_layers(renderer, model, piece.layers, p, settings.layer_config, full)
-                 ) if layers else None
+    variation = settings.variation or Variation(styles=(settings.shading,))
+    camera = full_body_camera(model) if settings.framing == "full-body" else None
+    with StyleRenderers(model, dict(head_bounds=piece.head, morphs=channels.binding(), size=settings.size, gpu=gpu),
+                        variation.styles[0], camera) as renderers:
+        renderer = renderers.first
+        stack = (lambda r, p, full, camera=None: layers.render_layers(
+            r, model, piece.layers, p, settings.layer_config, full, camera)) if layers else None
         for part in todo:
             batch = poses[part.start:part.start + part.count]
             expression = expression_poses(batch)
@@ -589,14 +610,20 @@ def _render_slice(work: pieces.ShardWork, todo: list[pieces.Piece], piece: Model
                 if part.start == 0:
                     rest = renderer.render(REST_POSE)
                     writer.add_model(0, piece.model, model.sha256 or piece.key, channels.to_json(), rest,
-                                     stack(REST_POSE[None], rest[None])[0] if stack else None)
-                if part.count:
-                    ids = np.arange(piece.first_id + part.start, piece.first_id + part.start + part.count)
-                    expression_images, posed_images = renderer.render_batch(expression), renderer.render_batch(batch)
-                    writer.add_samples(0, batch, np.zeros(part.count), ids, expression_images, posed_images,
-                                       stack(expression, expression_images) if stack else None,
-                                       stack(batch, posed_images) if stack else None)
-
+                                     stack(renderer, REST_POSE[None], rest[None])[0] if stack else None)
+                if not part.count:
+                    continue
+                ids = np.arange(piece.first_id + part.start, piece.first_id + part.start + part.count)
+                if settings.variation is None:
+                    images = renderer.render_batch(expression), renderer.render_batch(batch)
+                    stacks = ((stack(renderer, expression, images[0]), stack(renderer, batch, images[1]))
+                              if stack else None)
+                else:
+                    indices = np.arange(piece.start + part.start, piece.start + part.start + part.count)
+                    images, stacks, jitter, styles = render_varied(renderers, variation, settings.seed, piece.key,
+                                                                   indices, expression, batch, stack)
+                    writer.add_variation(0, jitter, styles)
+                writer.add_samples(0, batch, np.zeros(part.count), ids, *images, *(stacks or (None, None)))
 
 class ChannelCheckError(ValueError):
     """A model's pose channels do not do what their labels say: it is not shipped."""

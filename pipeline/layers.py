@@ -61,8 +61,18 @@ def layer_runs(renderer: Any, model: Any, overrides: Mapping[str, str] | None,
 def render_layers(renderer: Any, model: Any, overrides: Mapping[str, str] | None,
                   poses: np.ndarray, config: LayerConfig | None = None, full: np.ndarray | None = None,
                   camera: Any = None) -> np.ndarray:
-    """(N, L, H, W, 4) uint8: every layer of every pose, each rendered alone, then made exact against
-    ``full`` (the (N, H, W, 4) full renders; rendered here when None) by :func:`exact_stacks`.
+    """(N, L, H, W, 4) uint8: every layer of every pose (:func:`render_alone`), made exact against ``full``
+    (the (N, H, W, 4) full renders at ``camera``; rendered here when None) by :func:`exact_stacks`."""
+    out = render_alone(renderer, model, overrides, poses, config, camera)
+    if full is None:
+        full = renderer.render_batch(np.asarray(poses, np.float64).reshape(-1, 6), camera=camera)
+    exact_stacks(out, full)
+    return out
+
+
+def render_alone(renderer: Any, model: Any, overrides: Mapping[str, str] | None, poses: np.ndarray,
+                 config: LayerConfig | None = None, camera: Any = None) -> np.ndarray:
+    """(N, L, H, W, 4) uint8: every layer of every pose, each rendered alone (nothing settled).
 
     Poses are the outer loop so that each pose is posed once (the renderer reuses its
     skinning while only the face selection changes).
@@ -74,9 +84,6 @@ def render_layers(renderer: Any, model: Any, overrides: Mapping[str, str] | None
         for layer, faces in enumerate(runs):
             if len(faces):
                 renderer.render_batch(pose[None], out=out[i, layer:layer + 1], faces=faces, camera=camera)
-    if full is None:
-        full = renderer.render_batch(poses, camera=camera)
-    exact_stacks(out, full)
     return out
 
 

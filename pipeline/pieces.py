@@ -71,10 +71,10 @@ class ShardWork:
     """The pieces of one shard on disk: which are committed, writing one, assembling the shard."""
 
     def __init__(self, path: str | Path, *, size: int, split: str, config: dict, layers: list[str] | None,
-                 taxonomy: str | None = None) -> None:
+                 taxonomy: str | None = None, styles: list[str] | None = None) -> None:
         self.path, self.parts = Path(path), parts_dir(path)
         self.size, self.split, self.config, self.layers = size, split, config, layers
-        self.taxonomy = taxonomy
+        self.taxonomy, self.styles = taxonomy, styles
 
     def missing(self, pieces: Sequence[Piece]) -> list[Piece]:
         """The pieces without a readable file of this config and size (those are rendered again)."""
@@ -93,7 +93,7 @@ class ShardWork:
         """A writer for one piece; the piece exists under its name only once the block completes."""
         with shards.ShardWriter(self.parts / piece.name, size=self.size, models=int(piece.start == 0),
                                 samples=piece.count, split=self.split, config=self.config, layers=self.layers,
-                                taxonomy=self.taxonomy, durable=False) as writer:
+                                taxonomy=self.taxonomy, styles=self.styles, durable=False) as writer:
             yield writer
 
     def assemble(self, models: Sequence[Sequence[Piece]]) -> tuple[int, int]:
@@ -101,7 +101,8 @@ class ShardWork:
         then remove the pieces. Returns (samples, models) written."""
         samples = sum(piece.count for pieces in models for piece in pieces)
         with shards.ShardWriter(self.path, size=self.size, models=len(models), samples=samples, split=self.split,
-                                config=self.config, layers=self.layers, taxonomy=self.taxonomy) as writer:
+                                config=self.config, layers=self.layers, taxonomy=self.taxonomy,
+                                styles=self.styles) as writer:
             first = 0
             for index, pieces in enumerate(models):
                 for piece in pieces:
@@ -127,6 +128,9 @@ def _copy_piece(source: Any, target: Any, model: int, first: int, with_model: bo
     target["pose"][first:first + n] = source["pose"][:]
     target["sample_id"][first:first + n] = source["sample_id"][:]
     target["model_index"][first:first + n] = model
+    for name in shards.VARIATION_FIELDS:
+        if name in source:
+            target[name][first:first + n] = source[name][:]
     for name in ("expression", "posed", "layers/expression", "layers/posed"):
         if name in source:
             _copy_chunks(source[name], target[name], first)

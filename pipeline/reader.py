@@ -33,10 +33,11 @@ from h5py import h5s
 from numcodecs import blosc
 
 from pipeline.shards import (FIELDS, H5_DAMAGE, IMAGE_FIELDS, INDEX_NAME, LAYER_FIELDS, PER_MODEL_FIELDS,
+                             VARIATION_FIELDS,
                              DatasetError, checksum_field, open_shard, read_index, row_checksums)
 
 DEFAULT_FIELDS = ("rest", "expression", "posed", "pose")
-SMALL_FIELDS = ("pose", "model_index", "sample_id")
+SMALL_FIELDS = ("pose", "model_index", "sample_id", *VARIATION_FIELDS)
 Sample = dict[str, np.ndarray]
 # Per dataset: a few 256 x 256 RGBA chunks, so the rest images of a shard's models,
 # which samples share, stay decoded; other images are each read once per epoch.
@@ -263,7 +264,7 @@ class Dataset:
             try:
                 if name not in f:
                     raise DatasetError(f"{self.paths[shard]}: field {name!r} was not built "
-                                       f"(layer fields need a build with --layers)")
+                                       f"(layer fields need a build with --layers, jitter and style one with --jitter or --styles)")
                 dataset = f[name]
                 self._grids[key] = _chunk_grid(dataset)
             except H5_DAMAGE as error:

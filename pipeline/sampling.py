@@ -45,6 +45,14 @@ def uniforms(key: np.uint64, indices: np.ndarray, width: int = POSE_SIZE) -> np.
     return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
+def substream_uniforms(key: np.uint64, tag: int, indices: np.ndarray, width: int) -> np.ndarray:
+    """``width`` uniforms per sample index from sub-stream ``tag`` (> 0) of a model's stream: the same
+    sample's own randomness, independent of the pose draws (tag 0)."""
+    with np.errstate(over="ignore"):
+        sub = _mix64(np.array([key ^ np.uint64(tag) * _GAMMA], dtype=np.uint64))[0]
+    return uniforms(sub, indices, width)
+
+
 def rotation_from_uniform(u: np.ndarray) -> np.ndarray:
     """Inverse CDF of the density |x| on [-1, 1], F(x) = (1 + sign(x) x^2) / 2."""
     t = 2.0 * u - 1.0

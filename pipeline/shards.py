@@ -43,7 +43,8 @@ SHARDS_DIR = "shards"
 # are looked up through model_index. Layer fields exist only in shards built with layers.
 IMAGE_FIELDS = ("rest", "expression", "posed")
 LAYER_FIELDS = ("layers/rest", "layers/expression", "layers/posed")
-FIELDS = (*IMAGE_FIELDS, "pose", "model_index", "sample_id", *LAYER_FIELDS)
+VARIATION_FIELDS = ("jitter", "style")  # only in builds with --jitter or --styles
+FIELDS = (*IMAGE_FIELDS, "pose", "model_index", "sample_id", *LAYER_FIELDS, *VARIATION_FIELDS)
 PER_MODEL_FIELDS = ("rest", "layers/rest")
 CHECKSUMS = "crc32"
 
@@ -118,20 +119,22 @@ class ShardWriter:
 
     ``size`` is the image side (or ``(H, W)``); ``models`` and ``samples`` the planned
     counts; ``layers`` the layer names in draw order, or None for a shard without layers;
-    ``taxonomy`` the name of their preset (an attribute of ``layers/names``).
+    ``taxonomy`` the name of their preset (an attribute of ``layers/names``); ``styles`` (the
+    style names of a build with --jitter or --styles) adds ``jitter`` (N, 3) float32 (dx, dy,
+    scale) and ``style`` (N,) uint8, an index into ``style.attrs["names"]``, per sample.
     ``durable=False`` skips the fsyncs (a build's pieces: a power cut may lose one, which
     the resume then finds unreadable and renders again; a crash of the process loses none).
     """
 
     def __init__(self, path: str | os.PathLike, *, size: int | tuple[int, int], models: int,
                  samples: int, split: str, config: dict, layers: list[str] | None = None,
-                 taxonomy: str | None = None, durable: bool = True) -> None:
+                 taxonomy: str | None = None, styles: list[str] | None = None, durable: bool = True) -> None:
         self.path = Path(path)
         self.tmp_path = self.path.with_name(f".{self.path.name}.tmp")
         self.height, self.width = _size(size)
         self.models, self.samples = int(models), int(samples)
         self.split, self.config, self.layers = split, config, list(layers) if layers else None
-        self.taxonomy = taxonomy
+        self.taxonomy, self.styles = taxonomy, styles
         self.durable = durable
         self.file: h5py.File | None = None
 
@@ -194,6 +197,10 @@ class ShardWriter:
             _images(f, "layers/rest", (self.models, n_layers), h, w)
             _images(f, "layers/expression", (self.samples, n_layers), h, w)
             _images(f, "layers/posed", (self.samples, n_layers), h, w)
+        if self.styles:
+            _array(f, "jitter", (self.samples, 3), np.float32)
+            _array(f, "style", (self.samples,), np.uint8)
+            f["style"].attrs["names"] = list(self.styles)
 
     def add_model(self, i: int, name: str, sha256: str, morphs_json: str, rest: np.ndarray,
                   rest_layers: np.ndarray | None = None) -> None:
@@ -218,6 +225,11 @@ class ShardWriter:
         self._put("posed", start, posed)
         self._layers("layers/expression", start, expression_layers)
         self._layers("layers/posed", start, posed_layers)
+
+    def add_variation(self, start: int, jitter: np.ndarray, style: np.ndarray) -> None:
+        """Per sample from ``start`` on: its (dx, dy, scale) framing jitter and its style (index into ``styles``)."""
+        self.file["jitter"][start:start + len(jitter)] = np.asarray(jitter, np.float32)
+        self.file["style"][start:start + len(style)] = np.asarray(style, np.uint8)
 
     def _layers(self, name: str, start: int, images: np.ndarray | None) -> None:
         if (images is None) != (self.layers is None):

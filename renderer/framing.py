@@ -68,6 +68,14 @@ def head_camera(top_y: float, chin_y: float, center_x: float = 0.0) -> Camera:
     return Camera(float(center_x), (float(top_y) + float(chin_y)) / 2, height / (2 * HEAD_FRACTION))
 
 
+def jittered(camera: Camera, dx: float, dy: float, scale: float) -> Camera:
+    """The same view shifted by (dx, dy) of the image side (x to the image right, y down) and scaled
+    by ``scale`` (> 1 shows the model larger), about the image centre."""
+    half = camera.half_height / scale
+    return replace(camera, center_x=camera.center_x - dx * 2 * half, center_y=camera.center_y + dy * 2 * half,
+                   half_height=half)
+
+
 def full_body_camera(model: Model) -> Camera:
     """The whole model at rest, centred, with a small margin (the annotator's overview)."""
     low, high = model_bounds(model)

@@ -161,15 +161,9 @@ def rendered(demo):
 def raw_layers(renderer, model, names, poses) -> np.ndarray:
     """Each class of ``names`` (in that draw order) rendered alone, before exact_stacks settles anything."""
     from annotator.layers import make_config
-    from pipeline.layers import layer_runs
+    from pipeline.layers import render_alone
 
-    runs = layer_runs(renderer, model, {}, make_config({"layers": list(names)}))
-    out = np.zeros((len(poses), len(runs), renderer.size, renderer.size, 4), np.uint8)
-    for i, pose in enumerate(poses):
-        for k, faces in enumerate(runs):
-            if len(faces):
-                out[i, k] = renderer.render(pose, faces=faces)
-    return out
+    return render_alone(renderer, model, {}, poses, make_config({"layers": list(names)}))
 
 
 def test_every_class_with_faces_is_drawn(rendered):

@@ -32,6 +32,13 @@ from pipeline.cli import register_user_error
                    "renames; see annotator/layers.py).")
 @click.option("--shading", type=click.Choice(["phong", "toon"]), default="phong", show_default=True,
               help="Phong (DESIGN.md's lighting) or MMD's toon shading.")
+@click.option("--jitter", is_flag=True,
+              help="Shift and scale each sample's framing at random (from its own random stream; stored per "
+                   "sample as jitter = dx, dy, scale); the expression image, the posed image and their layers "
+                   "alike. Off by default: talking-head triplets keep one framing.")
+@click.option("--styles", metavar="STYLE[,STYLE...]",
+              help="Pick each sample's shading at random from these (phong, toon, toon+edges; stored per "
+                   "sample as style); replaces --shading; the rest image uses the first.")
 @click.option("--gpu", "gpus", multiple=True, metavar="N[,N...]",
               help="EGL device index to render on; repeat it or give a comma list to spread the shards "
                    "over several GPUs [default: the default device]. Not part of the config: a build may "
@@ -45,7 +52,7 @@ from pipeline.cli import register_user_error
 @click.pass_context
 def command(ctx: click.Context, manifest: str, out: str, poses: int | None, poses_per_model: int | None,
             jobs: int, backend: str, scheduler: str | None, seed: int, size: int, shard_size: int,
-            layers: bool, layer_config: str | None, shading: str, gpus: tuple[str, ...], split_fractions: str,
+            layers: bool, layer_config: str | None, shading: str, jitter: bool, styles: str | None, gpus: tuple[str, ...], split_fractions: str,
             models_root: str | None, force: bool, quiet: bool) -> None:
     """Render sampled poses of every usable model into sharded HDF5 under --out.
 
@@ -58,6 +65,7 @@ def command(ctx: click.Context, manifest: str, out: str, poses: int | None, pose
     mmdsynth build -m manifests/mine.jsonl -o data/ --poses 100000 --jobs 8
     mmdsynth build -m m.jsonl -o data/ --poses 100000 --backend dask --scheduler tcp://host:8786
     mmdsynth build -m m.jsonl -o data/ --poses 100000 --jobs 8 --gpu 0,1 --shading toon
+    mmdsynth build -m m.jsonl -o data/ --poses 100000 --layers --jitter --styles phong,toon,toon+edges
     """
     from pipeline.build import BuildError, build
     from pipeline.plan import PlanError
@@ -74,7 +82,8 @@ def command(ctx: click.Context, manifest: str, out: str, poses: int | None, pose
                    scheduler=scheduler, seed=seed, size=size, layers=layers, shard_size=shard_size,
                    fractions=parse_fractions(split_fractions), models_root=models_root, force=force,
                    progress=not quiet, shading=shading, gpus=parse_gpus(gpus),
-                   layer_config=layer_config)
+                   layer_config=layer_config, jitter=jitter,
+                   styles=[style.strip() for style in styles.split(",")] if styles else None)
     click.echo(report.summary())
     if report.failed:
         ctx.exit(1)
