@@ -325,13 +325,25 @@ def _name_sources(model: Model, i: int) -> list[tuple[str, str]]:
     return [(f"{label} {text!r}", normalise(text)) for label, text in sources if text]
 
 
+WHOLE_WORDS = {"hat", "cap", "arm", "leg", "lip", "ears"}  # keywords inside many words: count only alone
+
+
 def _keyword(sources: list[tuple[str, str]], keywords: Mapping[str, str]) -> tuple[str, str] | None:
     """(source label, keyword) of the first source containing a keyword: the longest, then the last."""
     for label, text in sources:
-        found = [(len(k), text.rfind(k) + len(k), k) for k in keywords if k and k in text]
+        found = [(len(k), end, k) for k in keywords if k and k in text and (end := _found_end(text, k))]
         if found:
             return label, max(found)[2]
     return None
+
+
+def _found_end(text: str, keyword: str) -> int:
+    """Where the last occurrence of ``keyword`` in ``text`` ends, 0 when none counts: a WHOLE_WORDS
+    keyword inside a longer word ("hat" in "hatune", "arm" in "warm") does not."""
+    if keyword not in WHOLE_WORDS:
+        return text.rfind(keyword) + len(keyword)
+    ends = [m.end() for m in re.finditer(rf"(?<![a-z]){re.escape(keyword)}(?![a-z])", text)]
+    return ends[-1] if ends else 0
 
 
 class Geometry:

@@ -73,7 +73,8 @@ def test_overrides_win_and_unknown_layers_are_refused(demo):
     ("Ｅｙｅ", "iris"), ("hitomi", "iris"), ("髪リボン", "accessory"), ("体操服", "clothes"), ("手袋", "clothes"),
     ("歯", "mouth"), ("Tongue", "mouth"), ("肌", "face"), ("頬", "face"), ("necklace", "clothes"), ("ネクタイ", "clothes"),
     ("首", "neck"), ("body", "body"), ("髪飾り", "accessory"), ("eyebrow", "eyelash_brow"),
-    ("まぶた", "eyelash_brow"), ("瞼L", "eyelash_brow"), ("EyeLid_R", "eyelash_brow")])
+    ("まぶた", "eyelash_brow"), ("瞼L", "eyelash_brow"), ("EyeLid_R", "eyelash_brow"), ("hat_01", "accessory"),
+    ("hatune_hitomi", "iris"), ("warm", "accessory")])
 def test_dictionary(name, layer):
     names = list(DEMO_LAYERS)
     names[5] = name  # the iris material, a small decal: geometry alone would say accessory
