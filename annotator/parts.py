@@ -16,8 +16,9 @@ its name, else its geometry) is refined per face, with:
   above the chin is face, between chin and neck bone neck, below it body; worn
   things (ribbons, ornaments) moving with the head are headwear, else neckwear near the
   neck and topwear below;
-- the morphs that move them: in a face material, dark or non-skin faces that the eye
-  morphs closing the eyes (panel 2: blink, winks, smile) move are lids and lashes (``eyelash``, drawn over the irides so that a
+- the morphs that move them: in a face material, the faces the morphs closing the eyes
+  (panel 2: blink, winks) move far, and dark or non-skin ones they move at all, are lids
+  and lashes (``eyelash``, drawn over the irides so that a
   closed lid covers the eye), those brow morphs move are ``eyebrow``, those mouth
   morphs move are ``mouth`` (the skin around the mouth stays face);
 - texture colour (diffuse times the texel at each corner): in an eye material, white
@@ -49,7 +50,8 @@ MOST = 0.5  # the mouth region: vertices the opening morph moves this share of i
 PANELS = {"eyebrow": 1, "eye": 2, "mouth": 3}  # PMD/PMX morph panels
 DARK = 0.35  # luminance below which a face is dark (lashes, brows, lip lines)
 WHITE = 0.75  # every channel above this: white (eye whites, highlights)
-CLOSING = ("まばたき", "blink", "ウィンク", "ウインク", "wink", "笑い")  # eye morphs that close the lids
+CLOSING = ("まばたき", "blink", "ウィンク", "ウインク", "wink")  # eye morphs that close the lids
+LID = 4  # lids: faces the closing morphs move this many times MOVED or more
 OPENING = ("あ", "ア", "a", "aa", "mouthopen")  # the mouth morph whose moved vertices mark the mouth region
 
 
@@ -120,7 +122,7 @@ def _skin_kinds(kind: str, rows: np.ndarray, faces: _Faces, geometry: Geometry) 
         result = np.where(kind == "face", "face", by_height).astype(object)
     face = result == "face"
     skin = faces.skin[rows]
-    result[face & faces.moved["eye"][rows] & (~skin | faces.dark[rows])] = "eyelash"
+    result[face & ((faces.moved["eye"][rows] & (~skin | faces.dark[rows])) | faces.moved["lid"][rows])] = "eyelash"
     result[face & faces.moved["eyebrow"][rows] & ~skin] = "eyebrow"
     result[face & faces.moved["mouth"][rows] & ~skin] = "mouth"
     return result
@@ -184,7 +186,7 @@ class _Faces:
         self.dark = colour @ np.array([0.299, 0.587, 0.114]) < DARK
         self.white = (colour > WHITE).all(axis=1)
         moved = _moved_vertices(model, MOVED * self.height)
-        self.moved = {panel: moved[panel][triangles].any(axis=1) for panel in PANELS}
+        self.moved = {panel: moved[panel][triangles].any(axis=1) for panel in moved}
         self.eye_region = _region(positions[moved["eye"]], self.height)
         self.mouth_region = _region(positions[moved["open"]], self.height)
 
@@ -258,8 +260,9 @@ def _components(positions: np.ndarray, triangles: np.ndarray, material: np.ndarr
 def _moved_vertices(model: Model, threshold: float) -> dict[str, np.ndarray]:
     """Per morph panel (eyebrow, eye, mouth): which vertices one of its vertex morphs moves by ``threshold``;
     for the eyes only the morphs that close them (CLOSING names) when the model has any, since others
-    (瞳小, じと目) move the irides too; "open": what the mouth-opening morph (OPENING names) moves most."""
-    moved = {panel: np.zeros(len(model.vertices), bool) for panel in (*PANELS, "open")}
+    (瞳小, じと目) move the irides too; "open": what the mouth-opening morph (OPENING names) moves most;
+    "lid": what the closing morphs (none without CLOSING names) move LID times as far."""
+    moved = {panel: np.zeros(len(model.vertices), bool) for panel in (*PANELS, "open", "lid")}
     closing = [m for m in model.morphs if m.panel == PANELS["eye"] and any(w in normalise(m.name) for w in CLOSING)]
     for morph in model.morphs:
         panel = next((name for name, number in PANELS.items() if number == morph.panel), None)
@@ -271,6 +274,9 @@ def _moved_vertices(model: Model, threshold: float) -> dict[str, np.ndarray]:
         index = morph.index[far]
         index = index[(index >= 0) & (index < len(model.vertices))]
         moved[panel][index] = True
+        if panel == "eye" and closing:  # lids: what closing the eye moves far (skin around it a little)
+            lid = morph.index[np.linalg.norm(morph.data[:, :3], axis=1) >= LID * threshold]
+            moved["lid"][lid[(lid >= 0) & (lid < len(model.vertices))]] = True
         if panel == "mouth" and normalise(morph.name) in OPENING:  # where the lips are: what moves most
             distance = np.linalg.norm(morph.data[:, :3], axis=1)
             most = morph.index[distance >= MOST * distance.max()]

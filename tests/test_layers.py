@@ -321,3 +321,66 @@ def test_real_model_stacks(shared_models, name):
     assert (settled < 0.12).all(), settled
     drawn = {CLASSES[k] for k in np.flatnonzero(stacks[0, ..., 3].reshape(len(CLASSES), -1).any(axis=1))}
     assert {"face", "front hair", "topwear"} <= drawn, drawn
+
+
+# ---- parts of materials ----------------------------------------------------------------------
+
+def merged(model, keep: int, into: int):
+    """``model`` with material ``keep``'s faces moved into material ``into`` (``keep`` left with none):
+    one material spanning what were two parts."""
+    mats = model.materials
+    triangles = np.asarray(model.indices).reshape(-1, 3)
+    spans = [np.arange(s // 3, (s + c) // 3) for s, c in zip(mats.index_start, mats.index_count)]
+    spans[into], spans[keep] = np.concatenate([spans[into], spans[keep]]), spans[keep][:0]
+    counts = np.array([3 * len(span) for span in spans], np.int64)
+    model.indices = triangles[np.concatenate(spans)]
+    model.materials = dataclasses.replace(mats, index_count=counts, index_start=np.cumsum(counts) - counts)
+    return model
+
+
+def test_one_hair_material_splits_into_front_and_back_hair():
+    """The bangs and the back hair in one material 髪: the bangs' faces are front hair, the hair behind the
+    head back hair, and the split composites where the whole material in either class would not."""
+    from annotator.parts import face_layers
+    from pipeline.layers import composite_error
+    from renderer import Renderer
+    from renderer.renderer import MorphBinding
+
+    plain, model = demo_model(), merged(demo_model(), 10, 0)  # 前髪 into 後髪, named 髪
+    model.materials.names[0] = "髪"
+    before, after = face_layers(plain), face_layers(model)
+    front, back = CLASSES.index("front hair"), CLASSES.index("back hair")
+    bangs = slice(plain.materials.index_count[0] // 3, model.materials.index_count[0] // 3)  # moved to 髪's end
+    assert (after[bangs] == front).mean() > 0.9 and (after == back).sum() > 0.5 * (before == back).sum()
+    poses = np.array([OPEN, CLOSED])
+    with Renderer(model, head_bounds=DEMO_HEAD, morphs=MorphBinding("ウィンク２", "ｳｨﾝｸ２右", "あ"), size=128) as r:
+        full = r.render_batch(poses)
+        split = composite_error(raw_layers(r, model, CLASSES, poses), full)[:, 0]
+        whole = [composite_error(render_alone_as(r, model, layer, poses), full)[:, 0] for layer in ("front hair", "back hair")]
+    print("mean composite error, parts / all front / all back:", split, *whole)
+    assert (split <= 1.0).all() and all((errors > 3 * split.max() + 1).all() for errors in whole)
+
+
+def render_alone_as(renderer, model, layer, poses):
+    from pipeline.layers import render_alone
+
+    return render_alone(renderer, model, {"髪": layer}, poses)
+
+
+def test_lids_inside_the_face_material_go_with_the_lashes_by_the_morph_that_closes_them():
+    """Lids merged into the face material are found by the wink morphs moving them: drawn over the irides,
+    the wink's closed eye composites as it did with the lids their own material."""
+    from annotator.parts import face_layers
+    from pipeline.layers import composite_error
+    from renderer import Renderer
+    from renderer.renderer import MorphBinding
+
+    model = merged(demo_model(), 9, 3)  # まぶた into 顔
+    layers = face_layers(model)
+    plain = face_layers(demo_model())
+    lash = CLASSES.index("eyelash")
+    assert (layers == lash).sum() >= 0.7 * (plain == lash).sum() and (layers == CLASSES.index("face")).any()
+    with Renderer(model, head_bounds=DEMO_HEAD, morphs=MorphBinding("ウィンク２", "ｳｨﾝｸ２右", "あ"), size=128) as r:
+        raw, full = raw_layers(r, model, CLASSES, np.array([WINK])), r.render_batch(np.array([WINK]))
+    print("wink composite mean", composite_error(raw, full)[0, 0])
+    assert composite_error(raw, full)[0, 0] < 1.0
