@@ -79,7 +79,7 @@ def manifest_setup(model, manifest: str):
 def suggested_setup(model):
     """Head bounds and morph binding suggested from the model itself, saying what was used."""
     from annotator.head import NotACharacter, suggest_head_bounds
-    from annotator.roles import suggest_roles
+    from annotator.suggest import suggest_roles
     from renderer.renderer import MorphBinding, guess_head_bounds
 
     try:
@@ -87,7 +87,7 @@ def suggested_setup(model):
     except NotACharacter as error:
         head, notes = guess_head_bounds(model), [f"head bounds guessed from the bounding box ({error})"]
     try:
-        roles = suggest_roles(model, head)[0]
+        roles = suggest_roles(model, head).roles
     except NotACharacter as error:
         return head, MorphBinding(), [*notes, f"no morphs bound ({error})"]
     binding, bound = bind(roles)
