@@ -145,3 +145,24 @@ def test_suggest_file_and_cli(character, tmp_path):
     lines = [json.loads(line) for line in manifest.read_text("utf-8").splitlines()]
     assert [line["status"] for line in lines] == ["ok", "rejected"]
     assert lines[1]["reject_reason"] and lines[1]["head"] is None
+
+
+BLENDER_BONES = {"全ての親": "root", "センター": "torso", "上半身": "spine.001", "首": "DEF-spine.004",
+                 "頭": "DEF-spine.006", "左目": "DEF-eye.L", "右目": "DEF-eye.R"}
+ENGLISH_MORPHS = {"まばたき": "eyesClosed", "笑い": "eyesSmile", "ウィンク": "eyeSmileWink_1",
+                  "ウィンク右": "eyeSmileWink_2", "ウィンク２": "eyesWink_1", "ｳｨﾝｸ２右": "eyesWink_2", "あ": "mouthOpen"}
+
+
+def test_a_blender_rig_with_english_morph_names_is_a_character_with_named_roles(character):
+    """Rigify bone names (head = spine.006) and English morph names: same roles, names still vouch for them."""
+    bones = dataclasses.replace(character.bones, names=[BLENDER_BONES[n] for n in character.bones.names],
+                                names_en=[BLENDER_BONES[n] for n in character.bones.names])
+    morphs = [dataclasses.replace(m, name=ENGLISH_MORPHS[m.name], name_en="") for m in character.morphs]
+    model = dataclasses.replace(character, bones=bones, morphs=morphs)
+    top, chin, _ = suggest_head_bounds(model)
+    true_top, true_chin = demo.DEMO_HEAD
+    assert abs(top - true_top) < 0.05 * (true_top - true_chin) and abs(chin - true_chin) < 0.05 * (true_top - true_chin)
+    suggestion = suggest_roles(model, (top, chin))
+    assert suggestion.roles == {role: ENGLISH_MORPHS[name] if name else None for role, name in demo_truth().items()}
+    for role in ("mouth_open", "blink", "wink_left", "wink_right", "smile_blink"):
+        assert suggestion.confidence[role] == 1.0, role  # the English name fits the role it was measured to fill
