@@ -208,7 +208,7 @@ class Catalog:
         except ManifestError as error:  # someone broke the file: say so, keep what we had
             raise ApiError(409, str(error)) from None
         rows = [self._row(entry) for entry in self.entries]
-        rows.sort(key=lambda row: (row["source"] == "annotated", row["pending"],
+        rows.sort(key=lambda row: (row["source"] == "annotated", row["pending"], row["status"] != "review",
                                    row["confidence"] if row["confidence"] is not None else 1.0, row["model"]))
         return {"models": rows, "progress": self.progress()}
 
@@ -218,7 +218,8 @@ class Catalog:
             return {"id": entry.id, "model": entry.name, "status": "unlabeled", "source": "suggested",
                     "confidence": None, "pending": True, "reason": None}
         return {"id": entry.id, "model": entry.name, "status": record.status, "source": record.source,
-                "confidence": lowest_confidence(record), "pending": False, "reason": record.reject_reason}
+                "confidence": lowest_confidence(record), "pending": False,
+                "reason": record.reject_reason or "; ".join(record.review) or None}
 
     def suggest_all(self, stop: threading.Event) -> None:
         """Background work: suggestions for every model without one, so the list can sort."""

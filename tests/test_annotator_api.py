@@ -352,3 +352,23 @@ def test_repeated_records_and_links_out_of_the_tree_are_reported_not_fatal(tmp_p
         assert catalog.repeated == ["demo.pmx (ok, rejected)"]
     finally:
         app.extensions["mmdsynth"].close()
+
+
+def test_models_held_for_review_come_first_with_their_reasons(tmp_path):
+    """Held for review (a missing texture) sorts before a confident suggestion, whatever the names."""
+    write_demo(tmp_path / "models" / "a")
+    write_demo(tmp_path / "models" / "b")
+    for texture in (tmp_path / "models" / "b").iterdir():
+        if texture.suffix.lower() != ".pmx":
+            texture.unlink()
+    app = create_app(tmp_path / "models", tmp_path / "manifest.jsonl")
+    try:
+        client = app.test_client()
+        for model_id in ids(client).values():
+            client.get(f"/api/models/{model_id}")
+        rows = client.get("/api/models").json["models"]
+        assert [(row["model"], row["status"]) for row in rows] == [("models/b/demo.pmx", "review"),
+                                                                   ("models/a/demo.pmx", "ok")]
+        assert "texture file missing" in rows[0]["reason"]
+    finally:
+        app.extensions["mmdsynth"].close()

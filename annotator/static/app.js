@@ -91,7 +91,7 @@ function renderList() {
       : row.status === "rejected" ? "suggested suggested-reject" : "suggested";
     const item = el("li", `${kind}${row.id === state.currentId ? " current" : ""}`);
     item.dataset.id = row.id;
-    item.title = row.reason ? `${row.model}\nrejected: ${row.reason}` : row.model;
+    item.title = row.reason ? `${row.model}\n${row.status === "review" ? "held for review" : "rejected"}: ${row.reason}` : row.model;
     const conf = isDone(row) ? (row.status === "ok" ? "done" : "rejected")
       : row.pending ? "…" : row.status === "rejected" ? "reject?"
       : row.confidence == null ? "" : `${Math.round(100 * row.confidence)}%`;
@@ -104,7 +104,7 @@ function renderList() {
 
 async function refreshList() {
   const data = await api("/api/models");
-  state.list = data.models; // the server's order: unconfirmed, least confident first
+  state.list = data.models; // the server's order: unconfirmed, held for review, least confident first
   state.progress = data.progress;
   renderList();
   renderProgress();
