@@ -144,12 +144,16 @@ def _check_values(f: h5py.File, path: Path, m: int) -> list[str]:
     model_index = f["model_index"][:]
     if len(model_index) and (model_index.min() < 0 or model_index.max() >= m):
         defects.append(f"{path}: model_index outside [0, {m})")
-    for name, text in zip(f["models/name"].asstr()[:], f["models/morphs"].asstr()[:]):
+    for index, (name, text) in enumerate(zip(f["models/name"].asstr()[:], f["models/morphs"].asstr()[:])):
         try:
             morphs = json.loads(text)
         except json.JSONDecodeError:
             defects.append(f"{path}: models/morphs holds invalid JSON {text[:40]!r}")
             break
+        if morphs == {}:  # nothing drives the pose (a Live2D import): every pose must be the rest pose
+            if np.any(pose[model_index == index]):
+                defects.append(f"{path}: {name}: poses other than the rest pose, but no morph drives them")
+            continue
         defects += _channel_defects(path, name, morphs)
     return defects
 

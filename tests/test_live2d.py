@@ -247,3 +247,19 @@ def test_a_jpeg_named_png_is_refused(tmp_path):
 
     with pytest.raises(DumpError, match=r"x\.png: not a PNG but JPEG"):
         read_png(tmp_path / "x.png")
+
+
+def test_verify_refuses_a_pose_that_nothing_drives(imported, tmp_path):
+    """An import has no morphs: a pose other than the rest pose would be a label the image does not show."""
+    import shutil
+
+    import h5py
+
+    from pipeline.verify import verify
+
+    copy = tmp_path / "copy"
+    shutil.copytree(imported, copy)
+    shard = next((copy / "shards").glob("*.h5"))
+    with h5py.File(shard, "r+") as f:
+        f["pose"][0, 0] = 1.0
+    assert any("no morph drives them" in problem for problem in verify(copy))
