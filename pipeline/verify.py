@@ -160,8 +160,6 @@ def _check_values(f: h5py.File, path: Path, m: int) -> list[str]:
 
 def _channel_defects(path: Path, name: str, morphs: Any) -> list[str]:
     """A model whose pose channels were not shown, on its renders, to do what they say is a defect."""
-    if morphs == {}:  # an imported Live2D dump: no pose channels, nothing to check
-        return []
     check = morphs.get("check") if isinstance(morphs, dict) else None
     if not isinstance(check, dict):
         return [f"{path}: {name}: no channel check recorded (built before checks existed: rebuild)"]
