@@ -25,6 +25,7 @@ SKIN_CHROMA = 0.03  # chromaticity distance (r, g, b shares of the sum) beyond w
 SKIN_BRIGHTNESS = (0.6, 1.4)  # ...and brightness range, relative to the skin's (eye whites are grey, lashes dark)
 CHANGED = 24.0  # RGB (or alpha) distance that counts as a changed pixel
 MARGIN = 2.0  # landmark boxes grow by this factor before "outside" is counted (lashes, lids and cheeks move too)
+DARK_FACE = 40.0  # mean RGB of the face close-up below which nothing on it can be judged
 MIN_BLOB = 20  # pixels: a smaller non-skin blob at an eye centre is no eye (the box is kept)
 LINE_SPAN = 0.5  # a closed eye's line must cross this share of the eye's width to show its shape
 BLOB_PAD = 0.15  # the eye's blob box grows by this fraction of its size on each side
@@ -73,6 +74,17 @@ class FaceProbe:
 
     def render(self, pose, extra: Mapping[str, float] | None = None) -> np.ndarray:
         return self.renderer.render(pose, extra_morphs=extra, camera=self.camera)
+
+    def visibility_problem(self) -> str | None:
+        """Why nothing can be judged on this face's renders (too dark to see features), or None."""
+        covered = self.rest[..., 3] > 0
+        if not covered.any():
+            return "the face renders empty: no geometry in front of the camera"
+        brightness = float(self.rest[covered][:, :3].mean())
+        if brightness < DARK_FACE:
+            return (f"the face renders nearly black (mean brightness {brightness:.0f} of 255; dark or missing "
+                    f"textures?): its morphs cannot be judged from renders")
+        return None
 
     def eye_mask(self, side: int) -> np.ndarray:
         """(size, size) bool: the pixels of eye ``side`` (0 left, 1 right) in the close-ups."""

@@ -44,8 +44,10 @@ def suggest_roles(model: Model, head: tuple[float, float]) -> RoleSuggestion:
 
     face = locate_face(model, *head)
     with Renderer(indexed(model), head_bounds=head, size=SIZE) as renderer:
-        found, effects = candidates(model, FaceProbe(renderer, face), morph_key)
+        probe = FaceProbe(renderer, face)
+        found, effects = candidates(model, probe, morph_key)
     roles, confidence, review = choose_roles(found)
+    review = [problem for problem in [probe.visibility_problem()] if problem] + review
     counts = Counter(morph.name for morph in model.morphs)
     review += [f"{role} {name!r}: the model has {counts[name]} morphs of that name"
                for role, name in roles.items() if name and counts[name] > 1]

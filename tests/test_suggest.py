@@ -166,3 +166,12 @@ def test_a_blender_rig_with_english_morph_names_is_a_character_with_named_roles(
     assert suggestion.roles == {role: ENGLISH_MORPHS[name] if name else None for role, name in demo_truth().items()}
     for role in ("mouth_open", "blink", "wink_left", "wink_right", "smile_blink"):
         assert suggestion.confidence[role] == 1.0, role  # the English name fits the role it was measured to fill
+
+
+def test_a_face_that_renders_black_is_held_and_says_so(character):
+    """Black textures (or lighting) hide every feature: the reason says so, not just 'no mouth'."""
+    materials = dataclasses.replace(character.materials, diffuse=character.materials.diffuse * [0.02, 0.02, 0.02, 1],
+                                    ambient=character.materials.ambient * 0.02)
+    suggestion = suggest_roles(dataclasses.replace(character, materials=materials), demo.DEMO_HEAD)
+    assert any("renders nearly black" in reason for reason in suggestion.review)
+    assert not any("renders nearly black" in reason for reason in suggest_roles(character, demo.DEMO_HEAD).review)
