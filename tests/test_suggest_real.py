@@ -17,7 +17,7 @@ LABELS = {name: read_labels(name) for name in ("tuning", "holdout")}
 
 
 # Measured floors (regression guards) and the targets, which are not met yet.
-FLOOR = {"tuning": 0.97, "holdout": 0.90}
+FLOOR = {"tuning": 0.97, "holdout": 0.92}
 TARGET = 0.95
 
 
