@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from annotator.face import Face
-from renderer.framing import region_camera
+from renderer.framing import Camera, region_camera
 from renderer.model import Model
 
 SIZE = 160  # close-up side in pixels: an eye spans ~25 px, enough to see a lid close
@@ -61,6 +61,7 @@ class FaceProbe:
         self.renderer, self.face = renderer, face
         centre_y = face.chin + 0.5 * face.height
         self.camera = region_camera((face.centre_x, centre_y), VIEW_HALF * face.height)
+        self._materials = materials_in_view(renderer.model, self.camera)
         self._scale = renderer.size / (2 * self.camera.half_height)
         self.rest = self.render((0.0,) * 6)
         self._skin = _skin_colour(self.rest, self._pixel(face.centre_x, 0.5 * (face.eyes[:, 1].mean() + face.mouth[1])),
@@ -73,7 +74,7 @@ class FaceProbe:
         self._eye_area = max(1.0, float(np.mean([mask.sum() for mask in self._eye_masks])))
 
     def render(self, pose, extra: Mapping[str, float] | None = None) -> np.ndarray:
-        return self.renderer.render(pose, extra_morphs=extra, camera=self.camera)
+        return self.renderer.render(pose, extra_morphs=extra, camera=self.camera, materials=self._materials)
 
     def visibility_problem(self) -> str | None:
         """Why nothing can be judged on this face's renders (too dark to see features), or None."""
@@ -157,6 +158,19 @@ class FaceProbe:
         mask = np.zeros((size, size), bool)
         mask[max(0, r0):max(0, r1 + 1), max(0, c0):max(0, c1 + 1)] = True
         return mask
+
+
+def materials_in_view(model: Model, camera: Camera, margin: float = 0.25) -> list[int]:
+    """Materials with a vertex inside the camera's window (grown by ``margin``): the only ones that
+    can draw a pixel of an unrotated close-up, so the rest of the body is never drawn."""
+    positions = model.vertices.positions
+    half = camera.half_height * (1 + margin)
+    inside = ((np.abs(positions[:, 0] - camera.center_x) <= half)
+              & (np.abs(positions[:, 1] - camera.center_y) <= half))
+    starts, counts = model.materials.index_start // 3, model.materials.index_count // 3
+    faces = inside[model.indices].any(axis=1)
+    hit = np.add.reduceat(faces, starts[counts > 0]) > 0 if len(faces) else np.zeros(0, bool)
+    return [int(m) for m, h in zip(np.flatnonzero(counts > 0), hit) if h]
 
 
 def _grow_within(seeds: np.ndarray, allowed: np.ndarray) -> np.ndarray:
