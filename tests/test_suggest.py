@@ -175,3 +175,23 @@ def test_a_face_that_renders_black_is_held_and_says_so(character):
     suggestion = suggest_roles(dataclasses.replace(character, materials=materials), demo.DEMO_HEAD)
     assert any("renders nearly black" in reason for reason in suggestion.review)
     assert not any("renders nearly black" in reason for reason in suggest_roles(character, demo.DEMO_HEAD).review)
+
+
+def test_suggest_on_two_processes_gives_the_same_records_in_order(tmp_path):
+    """--jobs 2 (spawned workers, each with its own GL context) = --jobs 1, file order kept, a bad file reported."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+    from renderer.demo import write_demo
+
+    write_demo(tmp_path / "models" / "a")
+    write_demo(tmp_path / "models" / "b")
+    (tmp_path / "models" / "c.pmx").write_bytes(b"PMX \x00")
+    runner = CliRunner()
+    outputs = [runner.invoke(cli, ["suggest", str(tmp_path / "models"), "--models-root", str(tmp_path),
+                                   "-q", "--jobs", jobs]) for jobs in ("1", "2")]
+    assert [result.exit_code for result in outputs] == [0, 0], [result.output for result in outputs]
+    records = [[json.loads(line) for line in result.output.splitlines()] for result in outputs]
+    assert records[0] == records[1]
+    assert [(r["model"], r["status"]) for r in records[0]] == [
+        ("models/a/demo.pmx", "ok"), ("models/b/demo.pmx", "ok"), ("models/c.pmx", "rejected")]

@@ -19,9 +19,11 @@ from pipeline.cli import UserError, register_user_error
                    "for a new manifest its folder when the models lie inside it, else the models' common folder].")
 @click.option("--group", help="Group of every record [default: the model's source in an ingested folder, "
                               "else its first folder under the root].")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes (each renders its own close-ups; about 1 s of rendering per model).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 def command(models: tuple[str, ...], manifest: str | None, models_root: str | None, group: str | None,
-            quiet: bool) -> None:
+            jobs: int, quiet: bool) -> None:
     """Suggest head bounds and morph roles for model files, as manifest records.
 
     Takes model files, folders (searched recursively) and quoted glob patterns
@@ -30,7 +32,6 @@ def command(models: tuple[str, ...], manifest: str | None, models_root: str | No
     never overwritten by suggestions. A new manifest records its models root, so later
     commands find the models without --models-root.
     """
-    from annotator.suggest import suggest
     from manifests.record import ManifestError
     from manifests.store import root_for_inputs, upsert_records
     from pipeline.progress import bar, summary_table
@@ -48,11 +49,9 @@ def command(models: tuple[str, ...], manifest: str | None, models_root: str | No
     records, outcomes = [], {name: [] for name in ("ok", "held for review", "rejected", "failed")}
     start = time.perf_counter()
     with bar(len(files), "suggest", "model", enabled=not quiet) as progress:
-        for path in files:
-            try:
-                record = suggest(path, root.path, group)
-            except Exception as error:  # one odd file must not end a run over thousands
-                outcomes["failed"].append(f"{path}: {type(error).__name__}: {error}")
+        for path, record in zip(files, _suggestions(files, root.path, group, jobs)):
+            if isinstance(record, str):  # one odd file must not end a run over thousands
+                outcomes["failed"].append(f"{path}: {record}")
                 progress.update()
                 continue
             records.append(record)
@@ -69,6 +68,28 @@ def command(models: tuple[str, ...], manifest: str | None, models_root: str | No
         seconds = time.perf_counter() - start
         click.echo(f"{summary_table(outcomes)}\n{len(files)} models in {seconds:.1f} s "
                    f"({len(files) / max(seconds, 1e-9):.1f} models/s); models root {root.path}", err=True)
+
+
+def _suggestions(files: list[Path], root: Path, group: str | None, jobs: int):
+    """Records in the order of ``files`` (a str where the suggester itself failed), on ``jobs`` processes.
+
+    Worker processes are spawned (loky), never forked: each makes its own OpenGL context.
+    """
+    if jobs == 1:
+        return map(lambda path: _suggest_one(path, root, group), files)
+    from joblib import Parallel, delayed
+
+    return Parallel(n_jobs=jobs, backend="loky", return_as="generator")(
+        delayed(_suggest_one)(path, root, group) for path in files)
+
+
+def _suggest_one(path: Path, root: Path, group: str | None):
+    from annotator.suggest import suggest
+
+    try:
+        return suggest(path, root, group)
+    except Exception as error:  # noqa: BLE001 - reported in the summary, the run goes on
+        return f"{type(error).__name__}: {error}"
 
 
 def _outcome(record) -> str:
