@@ -175,14 +175,19 @@ def _cached(sha256: str) -> Model | None:
         return None
     if model is None:  # from another loader version
         return None
-    _memory[sha256] = model
+    _keep(sha256, model)
     return model
 
 
-def _remember(sha256: str, model: Model) -> None:
+def _keep(sha256: str, model: Model) -> None:
+    """Into the in-process cache, dropping the least recently used beyond its size."""
     _memory[sha256] = model
     while len(_memory) > MEMORY_CACHE_SIZE:
         _memory.popitem(last=False)
+
+
+def _remember(sha256: str, model: Model) -> None:
+    _keep(sha256, model)
     directory = cache_dir()
     temp = None
     try:

@@ -469,3 +469,17 @@ def test_files_that_are_not_models_fail_at_once_in_one_line(tmp_path, monkeypatc
     for path, reason in zip(bad, ["not a regular file"] * 3 + ["more than a model file can be"]):
         with pytest.raises(ModelError, match=reason):
             load_model(path)
+
+
+def test_memory_cache_stays_bounded_when_models_come_from_the_disk_cache(tmp_path):
+    """The annotator loads every model of a collection: disk-cache hits must not pile up in memory."""
+    import dataclasses
+
+    count = loader.MEMORY_CACHE_SIZE + 3
+    for i in range(count):
+        write_pmx(dataclasses.replace(prop_model(), name=f"prop {i}"), tmp_path / f"p{i}.pmx")
+        load_model(tmp_path / f"p{i}.pmx")  # parsed: onto the disk cache
+    loader.clear_memory_cache()
+    for i in range(count):
+        assert load_model(tmp_path / f"p{i}.pmx").name == f"prop {i}"  # disk-cache hits
+    assert len(loader._memory) == loader.MEMORY_CACHE_SIZE
