@@ -1,8 +1,9 @@
 """The channel check: does each pose channel do, on the render, what its label says?
 
-eye_left = 1 must close the character's left eye (the image's right) and nothing
-else, eye_right the right eye, mouth = 1 must open the mouth; each may change only the
-face around its feature. ``suggest`` holds a model that fails for review, ``build``
+The checked channels are the pose schema's parameters with a ``check``: tha1's eye_left = 1
+(tha3's eye_wink_left) must close the character's left eye (the image's right) and nothing
+else, eye_right the right eye, mouth = 1 (mouth_aaa) must open the mouth; each may change
+only the face around its feature. ``suggest`` holds a model that fails for review, ``build``
 refuses to ship it, ``verify`` fails a dataset whose models lack a passing check, and
 the GUI shows the reasons beside the close-ups.
 """
@@ -12,13 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from annotator.binding import Binding
 from annotator.effects import Effect, FaceProbe
 from annotator.face import locate_face
 from annotator.roles import EYES_STILL, HIDDEN, MOUTH_ALSO, OPENED, OTHER_CHANGED, OTHER_EYE, OUTSIDE
+from manifests.schema import PoseSchema, load_schema
 from renderer.model import Model
 
-CHANNELS = ("eye_left", "eye_right", "mouth")
-POSES = {"eye_left": (1.0, 0, 0, 0, 0, 0), "eye_right": (0, 1.0, 0, 0, 0, 0), "mouth": (0, 0, 1.0, 0, 0, 0)}
 SIZE = 160  # close-up size of the check's renders
 
 
@@ -50,15 +51,15 @@ class ChannelReport:
                              for r in self.results}}
 
 
-def judge(channel: str, effect: Effect) -> str | None:
-    """Why ``effect`` is not what ``channel`` promises, or None when it is."""
-    if channel == "mouth":
+def judge(check: str, effect: Effect) -> str | None:
+    """Why ``effect`` is not what a channel of ``check`` (eye_left, eye_right, mouth) promises, or None."""
+    if check == "mouth":
         if effect.opened < OPENED:
             return f"does not open the mouth (opened {effect.opened:.2f} eye areas, needs {OPENED})"
         if max(effect.changed) > EYES_STILL:
             return f"also changes the eyes ({max(effect.changed):.0%} of an eye box)"
         return _outside(effect)
-    side = 0 if channel == "eye_left" else 1
+    side = 0 if check == "eye_left" else 1
     eye, other = ("left", "right") if side == 0 else ("right", "left")
     if effect.hidden[side] < HIDDEN:
         return f"does not close the {eye} eye ({effect.hidden[side]:.0%} of it hidden, needs {HIDDEN:.0%})"
@@ -76,39 +77,51 @@ def _outside(effect: Effect) -> str | None:
     return None
 
 
-def check_channels(probe: FaceProbe, bound: dict[str, bool]) -> ChannelReport:
-    """Render each channel at 1 through the probe's renderer (its morph binding) and judge it.
+def checked(schema: PoseSchema) -> list[tuple[str, str]]:
+    """(parameter, check) of every parameter the schema asks to be checked, in pose order."""
+    return [(p.name, p.check) for p in schema.parameters if p.check]
 
-    ``bound`` says which channels have a morph; an unbound channel fails without a render.
-    """
+
+def channel_pose(schema: PoseSchema, parameter: str) -> np.ndarray:
+    """All zeros but ``parameter`` at 1: one channel alone (zeros: eyes open, mouth closed)."""
+    pose = np.zeros(schema.size)
+    pose[schema.index(parameter)] = 1.0
+    return pose
+
+
+def check_channels(probe: FaceProbe, binding: Binding, schema: PoseSchema) -> ChannelReport:
+    """Render each checked channel at 1 through the probe's renderer (its drivers) and judge it;
+    a channel without a morph fails without a render."""
     results = []
-    for channel in CHANNELS:
-        if not bound.get(channel):
+    for name, check in checked(schema):
+        if name not in binding.morphs:
             zero = Effect((0.0, 0.0), (0.0, 0.0), 0.0, 0.0, 0.0)
-            results.append(ChannelResult(channel, False, "no morph drives it", zero))
+            results.append(ChannelResult(name, False, "no morph drives it", zero))
             continue
-        effect = probe.pose_effect(POSES[channel])
-        reason = judge(channel, effect)
-        results.append(ChannelResult(channel, reason is None, reason, effect))
+        effect = probe.pose_effect(channel_pose(schema, name))
+        reason = judge(check, effect)
+        results.append(ChannelResult(name, reason is None, reason, effect))
     return ChannelReport(tuple(results))
 
 
-def check_model(model: Model, head: tuple[float, float], binding, size: int = SIZE) -> ChannelReport:
-    """The channel check of one model with a renderer ``MorphBinding`` (eye_left, eye_right, mouth)."""
+def check_model(model: Model, head: tuple[float, float], binding: Binding, schema: PoseSchema | None = None,
+                size: int = SIZE) -> ChannelReport:
+    """The channel check of one model bound (with the model) to ``schema`` (tha1 by default)."""
     from renderer.renderer import Renderer
 
+    schema = schema or load_schema()
     face = locate_face(model, *head)
-    with Renderer(model, head_bounds=head, morphs=binding, size=size) as renderer:
-        probe = FaceProbe(renderer, face)
-        return check_channels(probe, {"eye_left": bool(binding.eye_left), "eye_right": bool(binding.eye_right),
-                                      "mouth": bool(binding.mouth)})
+    with Renderer(model, head_bounds=head, drivers=binding.drivers, size=size) as renderer:
+        return check_channels(FaceProbe(renderer, face), binding, schema)
 
 
-def close_ups(model: Model, head: tuple[float, float], binding, size: int = 256) -> dict[str, np.ndarray]:
-    """Rest and each channel at 1, face close-ups for a person to judge (the GUI's check panel)."""
+def close_ups(model: Model, head: tuple[float, float], binding: Binding, schema: PoseSchema | None = None,
+              size: int = 256) -> dict[str, np.ndarray]:
+    """Rest and each checked channel at 1, face close-ups for a person to judge (the GUI's check panel)."""
     from renderer.renderer import Renderer
 
+    schema = schema or load_schema()
     face = locate_face(model, *head)
-    with Renderer(model, head_bounds=head, morphs=binding, size=size) as renderer:
+    with Renderer(model, head_bounds=head, drivers=binding.drivers, size=size) as renderer:
         probe = FaceProbe(renderer, face)
-        return {"rest": probe.rest, **{channel: probe.render(POSES[channel]) for channel in CHANNELS}}
+        return {"rest": probe.rest, **{name: probe.render(channel_pose(schema, name)) for name, _ in checked(schema)}}

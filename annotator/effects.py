@@ -63,7 +63,7 @@ class FaceProbe:
         self.camera = region_camera((face.centre_x, centre_y), VIEW_HALF * face.height)
         self._materials = materials_in_view(renderer.model, self.camera)
         self._scale = renderer.size / (2 * self.camera.half_height)
-        self.rest = self.render((0.0,) * 6)
+        self.rest = self.render(None)
         self._skin = _skin_colour(self.rest, self._pixel(face.centre_x, 0.5 * (face.eyes[:, 1].mean() + face.mouth[1])),
                                   max(2, int(0.04 * face.height * self._scale)))
         self._rest_skin = self._is_skin(self.rest)
@@ -74,6 +74,7 @@ class FaceProbe:
         self._eye_area = max(1.0, float(np.mean([mask.sum() for mask in self._eye_masks])))
 
     def render(self, pose, extra: Mapping[str, float] | None = None) -> np.ndarray:
+        """A close-up of ``pose`` (None: all zeros) plus ``extra`` morphs by name."""
         return self.renderer.render(pose, extra_morphs=extra, camera=self.camera, materials=self._materials)
 
     def visibility_problem(self) -> str | None:
@@ -93,7 +94,7 @@ class FaceProbe:
 
     def morph_effect(self, name: str) -> Effect:
         """The effect of morph ``name`` (as the renderer's model names it) at weight 1."""
-        return self.measure(self.render((0.0,) * 6, {name: 1.0}))
+        return self.measure(self.render(None, {name: 1.0}))
 
     def pose_effect(self, pose) -> Effect:
         """The effect of a pose through the renderer's own morph binding."""

@@ -83,7 +83,7 @@ def review_reasons(model: Model, head: tuple[float, float], roles: RoleSuggestio
     reasons = [f"texture file missing: {name}" for name in model.textures_missing]
     reasons += roles.review
     try:
-        binding = bind_roles(roles.roles).binding()
+        binding = bind_roles(roles.roles, model=model)
     except RoleError as error:
         return [*reasons, f"channels: {error}"]
     reasons += [f"channel check: {reason}" for reason in check_model(model, head, binding).reasons]

@@ -43,7 +43,6 @@ CLOSE_UP_HALF = 0.42  # ...and show this many head heights above and below it
 MATERIAL_MARGIN = 1.15  # a material's view shows its bounds and this much around them
 MATERIAL_MIN_HALF = 0.02  # ...and at least this fraction of the model's height (a tiny part is not a blur)
 PANEL_ORDER = {2: 0, 3: 1, 1: 2, 4: 3, 0: 4}  # eye, mouth, eyebrow, other, system
-NEUTRAL = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 URGENT, BACKGROUND = 0, 1  # what a person waits for (views, framing) runs before close-ups
 
 T = TypeVar("T")
@@ -176,7 +175,7 @@ class RenderWorker:
         from renderer.framing import full_body_camera
 
         renderer = self._renderer(path, self.front_size)
-        image = renderer.render(NEUTRAL, camera=full_body_camera(renderer.model))
+        image = renderer.render(None, camera=full_body_camera(renderer.model))
         return encode_png(image), self._mapping(renderer.model)
 
     def framing(self, path: str, head: tuple[float, float]) -> bytes:
@@ -188,7 +187,7 @@ class RenderWorker:
             camera = head_camera(*head, head_center_x(renderer.model))
         except ValueError as error:
             raise ModelError(path, str(error)) from None
-        return encode_png(renderer.render(NEUTRAL, camera=camera))
+        return encode_png(renderer.render(None, camera=camera))
 
     def channels(self, path: str, head: tuple[float, float], roles: dict[str, str | None]) -> bytes:
         """The channel check's close-ups, 2 x 2: rest, eye_left / eye_right, mouth at 1."""
@@ -197,10 +196,10 @@ class RenderWorker:
 
         model = self._model(path)
         try:
-            binding = bind_roles(roles, {morph.name for morph in model.morphs}).binding()
+            binding = bind_roles(roles, model=model)
         except RoleError as error:
             raise ModelError(path, str(error)) from None
-        rest, left, right, mouth = close_ups(model, head, binding, PREVIEW_SIZE).values()
+        rest, left, right, mouth = close_ups(model, head, binding, size=PREVIEW_SIZE).values()
         return encode_png(np.block([[[rest], [left]], [[right], [mouth]]]))
 
     def close_up(self, path: str, morph: int, head: tuple[float, float] | None) -> bytes:
@@ -214,7 +213,7 @@ class RenderWorker:
             raise ModelError(path, f"has no morph number {morph} (it has {len(model.morphs)})")
         top, chin = head or guess_head_bounds(model)
         centre = (head_center_x(model), chin + CLOSE_UP_CENTRE * (top - chin))
-        image = renderer.render(NEUTRAL, extra_morphs={morph_key(morph): 1.0},
+        image = renderer.render(None, extra_morphs={morph_key(morph): 1.0},
                                 camera=region_camera(centre, CLOSE_UP_HALF * (top - chin)))
         return encode_png(image)
 
@@ -235,7 +234,7 @@ class RenderWorker:
         model_low, model_high = model_bounds(model)
         half = max(float(np.max(high - low)) / 2 * MATERIAL_MARGIN,
                    MATERIAL_MIN_HALF * float(model_high[1] - model_low[1]))
-        return encode_png(renderer.render(NEUTRAL, materials=[index], camera=region_camera((low + high) / 2, half)))
+        return encode_png(renderer.render(None, materials=[index], camera=region_camera((low + high) / 2, half)))
 
     def release_all(self) -> None:
         for path in list(self._models):

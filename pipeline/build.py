@@ -30,9 +30,10 @@ import numpy as np
 
 from pipeline import pieces, shards
 from pipeline.plan import DEFAULT_SHARD_SIZE, ModelSlice, Plan, ShardPlan, make_plan
-from annotator.binding import ChannelMorphs, bind_roles
+from annotator.binding import Binding, bind_roles
+from manifests.schema import DEFAULT_SCHEMA, PoseSchema, load_schema
 from pipeline.progress import ShardProgress
-from pipeline.sampling import REST_POSE, expression_poses, sample_poses
+from pipeline.sampling import expression_poses, rest_pose, sample_poses
 from pipeline.sheets import HISTOGRAMS_NAME, LAYERS_NAME, PREVIEW_NAME
 from pipeline.splits import DEFAULT_FRACTIONS
 
@@ -59,6 +60,11 @@ class RenderSettings:
     layer_config: Any = None  # annotator.layers.LayerConfig of --layer-config; None: the default layers
     framing: str = "head"
     variation: Any = None  # pipeline.variation.Variation of --jitter / --styles; None: plain framing and shading
+    pose_schema: PoseSchema | None = None  # None: tha1
+
+    @property
+    def schema(self) -> PoseSchema:
+        return self.pose_schema or load_schema()
 
 
 @dataclass
@@ -123,12 +129,15 @@ class BuildReport:
 
 def build_config(plan: Plan, *, poses: int | None, poses_per_model: int | None, seed: int, size: int,
                  layers: bool, shard_size: int, fractions: dict[str, float], shading: str = "phong",
-                 layer_config: Any = None, framing: str = "head", variation: Any = None) -> dict[str, Any]:
+                 layer_config: Any = None, framing: str = "head", variation: Any = None,
+                 pose_schema: PoseSchema | None = None) -> dict[str, Any]:
     """Everything that alters the output; a resumed build must match it exactly (the GPUs do not)."""
+    schema = pose_schema or load_schema()
     return {"records_sha256": plan.records_hash, "poses": poses, "poses_per_model": poses_per_model,
             "seed": seed, "size": size, "layers": layers, "shard_size": shard_size,
             "fractions": dict(fractions), "shading": shading, "framing": framing,
-            "layer_config": layer_config_sha256(layer_config),
+            "layer_config": layer_config_sha256(layer_config), "pose_schema": schema.name,
+            "pose_schema_sha256": hashlib.sha256(schema.to_json().encode("utf-8")).hexdigest(),
             "jitter": bool(variation and variation.jitter),
             "styles": list(variation.styles) if variation and len(variation.styles) > 1 else None,
             "generator_version": shards.generator_version(), "format_version": shards.FORMAT_VERSION}
@@ -165,13 +174,16 @@ def stopping_cleanly(function: Callable[..., BuildReport]) -> Callable[..., Buil
 @stopping_cleanly
 def build(manifest: str | os.PathLike, out: str | os.PathLike, poses: int | None = None, *,
           poses_per_model: int | None = None, jobs: int = 1, backend: str = "loky",
-          scheduler: Any = None, seed: int = 0, size: int = 256, layers: bool = False,
+          scheduler: Any = None, seed: int = 0, size: int | None = None, layers: bool = False,
           shard_size: int = DEFAULT_SHARD_SIZE, fractions: dict[str, float] = DEFAULT_FRACTIONS,
           models_root: str | os.PathLike | None = None, force: bool = False, progress: bool = True,
           sheets: bool = True, shading: str = "phong", gpus: Sequence[int] = (),
           layer_config: str | os.PathLike | None = None, framing: str = "head", jitter: bool = False,
-          styles: Sequence[str] | None = None) -> BuildReport:
+          styles: Sequence[str] | None = None, pose_schema: str | os.PathLike = DEFAULT_SCHEMA) -> BuildReport:
     """Build (or resume) the dataset in ``out``; see the module docstring and DESIGN.md.
+
+    ``pose_schema`` is a preset (tha1, tha3) or a schema file (manifests.schema); ``size``
+    defaults to the schema's framing size.
 
     ``shading`` is the renderer's (phong or toon); ``gpus`` are EGL device indices, the
     k-th shard task rendering on ``gpus[k % len(gpus)]`` (empty: the default device);
@@ -183,6 +195,8 @@ def build(manifest: str | os.PathLike, out: str | os.PathLike, poses: int | None
     from manifests.store import read_manifest
 
     start = time.perf_counter()
+    schema = _schema(pose_schema)
+    size = schema.framing.size if size is None else size
     _check_settings(jobs, backend, size, layers, shading, gpus)
     if framing not in FRAMINGS:
         raise BuildError(f"unknown framing {framing!r}; choose one of {', '.join(FRAMINGS)}")
@@ -196,7 +210,7 @@ def build(manifest: str | os.PathLike, out: str | os.PathLike, poses: int | None
     root = _find_models(manifest, models_root, plan)
     config = build_config(plan, poses=poses, poses_per_model=poses_per_model, seed=seed, size=size,
                           layers=layers, shard_size=shard_size, fractions=fractions, shading=shading,
-                          layer_config=layer_settings, framing=framing, variation=variation)
+                          layer_config=layer_settings, framing=framing, variation=variation, pose_schema=schema)
     index = _start_index(out, config, force)
     done, todo = _resume(out, plan, config, index)
     report = BuildReport(out=out, skipped=len(done), not_built=_not_built(records),
@@ -204,7 +218,7 @@ def build(manifest: str | os.PathLike, out: str | os.PathLike, poses: int | None
                                        if fraction > 0 and split not in plan.splits])
     settings = RenderSettings(out=str(out), models_root=str(root), seed=seed, size=size, config=config,
                               layers=layers, shading=shading, layer_config=layer_settings, framing=framing,
-                              variation=variation)
+                              variation=variation, pose_schema=schema)
     planned = {_relative(out, shard): 2 * shard.samples + len(shard.slices) for shard in plan.shards}
     _write_index(out, config, done)  # the config is on disk before the first shard
     with ShardProgress(out, planned, [result.file for result in done], progress) as bar:
@@ -220,6 +234,15 @@ def build(manifest: str | os.PathLike, out: str | os.PathLike, poses: int | None
     if sheets:
         _write_sheets(out)
     return report
+
+
+def _schema(name_or_path: str | os.PathLike) -> PoseSchema:
+    from manifests.schema import SchemaError
+
+    try:
+        return load_schema(name_or_path)
+    except SchemaError as error:
+        raise BuildError(f"--pose-schema: {error}") from None
 
 
 def _find_models(manifest: Path, override: str | os.PathLike | None, plan: Plan) -> Path:
@@ -547,7 +570,8 @@ def render_shard(shard: ShardPlan, settings: RenderSettings, gpu: int | None = N
     layer_config = settings.layer_config or DEFAULT
     work = pieces.ShardWork(out / name, size=settings.size, split=shard.split, config=settings.config,
                             layers=list(layer_config.names) if layers else None, taxonomy=layer_config.preset,
-                            styles=list(settings.variation.styles) if settings.variation else None)
+                            styles=list(settings.variation.styles) if settings.variation else None,
+                            schema=settings.schema)
     failed: list[dict[str, str]] = []
     built: list[list[pieces.Piece]] = []
     reused = 0
@@ -593,24 +617,27 @@ def _render_slice(work: pieces.ShardWork, todo: list[pieces.Piece], piece: Model
     if piece.sha256 and model.sha256 and piece.sha256 != model.sha256:
         raise ValueError(f"the file changed since it was annotated (sha256 {model.sha256[:12]}, "
                          f"manifest {piece.sha256[:12]})")
-    channels = bind_roles(piece.morphs, {morph.name for morph in model.morphs})
-    poses = sample_poses(settings.seed, piece.key, np.arange(piece.start, piece.start + piece.count))
-    channels = checked(channels, model, piece.head)
+    schema = settings.schema
+    binding = checked(bind_roles(piece.morphs, schema=schema, model=model), model, piece.head, schema)
+    mask = binding.mask(schema)
+    poses = sample_poses(settings.seed, piece.key, np.arange(piece.start, piece.start + piece.count), schema, mask)
+    rest_values = rest_pose(schema)
     variation = settings.variation or Variation(styles=(settings.shading,))
     camera = full_body_camera(model) if settings.framing == "full-body" else None
-    with StyleRenderers(model, dict(head_bounds=piece.head, morphs=channels.binding(), size=settings.size, gpu=gpu),
-                        variation.styles[0], camera) as renderers:
+    options = dict(head_bounds=piece.head, drivers=binding.drivers, size=settings.size, gpu=gpu,
+                   framing=(schema.framing.head_height, schema.framing.head_centre))
+    with StyleRenderers(model, options, variation.styles[0], camera) as renderers:
         renderer = renderers.first
         stack = (lambda r, p, full, camera=None: layers.render_layers(
             r, model, piece.layers, p, settings.layer_config, full, camera)) if layers else None
         for part in todo:
             batch = poses[part.start:part.start + part.count]
-            expression = expression_poses(batch)
+            expression = expression_poses(batch, schema)
             with work.piece(part) as writer:
                 if part.start == 0:
-                    rest = renderer.render(REST_POSE)
-                    writer.add_model(0, piece.model, model.sha256 or piece.key, channels.to_json(), rest,
-                                     stack(renderer, REST_POSE[None], rest[None])[0] if stack else None)
+                    rest = renderer.render(rest_values)
+                    writer.add_model(0, piece.model, model.sha256 or piece.key, binding.to_json(), rest,
+                                     stack(renderer, rest_values[None], rest[None])[0] if stack else None)
                 if not part.count:
                     continue
                 ids = np.arange(piece.first_id + part.start, piece.first_id + part.start + part.count)
@@ -623,23 +650,24 @@ def _render_slice(work: pieces.ShardWork, todo: list[pieces.Piece], piece: Model
                     images, stacks, jitter, styles = render_varied(renderers, variation, settings.seed, piece.key,
                                                                    indices, expression, batch, stack)
                     writer.add_variation(0, jitter, styles)
-                writer.add_samples(0, batch, np.zeros(part.count), ids, *images, *(stacks or (None, None)))
+                writer.add_samples(0, batch, np.zeros(part.count), ids, *images, *(stacks or (None, None)),
+                                   np.tile(mask, (part.count, 1)))
 
 class ChannelCheckError(ValueError):
     """A model's pose channels do not do what their labels say: it is not shipped."""
 
 
-def checked(channels: ChannelMorphs, model: Any, head: tuple[float, float]) -> ChannelMorphs:
-    """``channels`` with its passing channel check attached; ChannelCheckError when it fails.
+def checked(binding: Binding, model: Any, head: tuple[float, float], schema: PoseSchema) -> Binding:
+    """``binding`` with its passing channel check attached; ChannelCheckError when it fails.
 
     The check renders its own close-ups at a fixed size, whatever the dataset's image size.
     """
     from annotator.channels import check_model
 
-    report = check_model(model, head, channels.binding())
+    report = check_model(model, head, binding, schema)
     if not report.ok:
         raise ChannelCheckError("channel check failed: " + "; ".join(report.reasons))
-    return dataclasses.replace(channels, check=report.to_dict())
+    return dataclasses.replace(binding, check=report.to_dict())
 
 
 def _write_sheets(out: Path) -> None:

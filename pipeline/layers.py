@@ -77,7 +77,7 @@ def render_alone(renderer: Any, model: Any, overrides: Mapping[str, str] | None,
     Poses are the outer loop so that each pose is posed once (the renderer reuses its
     skinning while only the face selection changes).
     """
-    poses = np.asarray(poses, np.float64).reshape(-1, 6)
+    poses = np.atleast_2d(np.asarray(poses, np.float64))
     runs = layer_runs(renderer, model, overrides, config)
     out = np.zeros((len(poses), len(runs), renderer.size, renderer.size, 4), np.uint8)
     for i, pose in enumerate(poses):

@@ -50,13 +50,14 @@ import numpy as np
 import yaml
 
 from annotator.layers import DEFAULT, LayerConfig
+from manifests.schema import load_schema
 from pipeline import shards
 from pipeline.layers import composite, composite_error, exact_stacks, premultiply, unpremultiply
 
 SPLIT = "train"
 FULL_NAME = "all.png"
 PART_FILE = re.compile(r"^(\d+)_(.+)\.png$", re.IGNORECASE)
-DUMP_POSE = np.zeros(6, np.float32)  # a dump's default parameters: eyes open, mouth closed, head straight
+DUMP_POSE = load_schema().vector("default")  # a dump's default parameters: eyes open, mouth closed, head straight
 
 
 class DumpError(ValueError):

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from manifests.schema import PoseSchema
 from pipeline import shards
 
 PIECE_POSES = 16  # poses per piece: 33 images at most, well under a second at 256 px on one core
@@ -71,10 +72,11 @@ class ShardWork:
     """The pieces of one shard on disk: which are committed, writing one, assembling the shard."""
 
     def __init__(self, path: str | Path, *, size: int, split: str, config: dict, layers: list[str] | None,
-                 taxonomy: str | None = None, styles: list[str] | None = None) -> None:
+                 taxonomy: str | None = None, styles: list[str] | None = None,
+                 schema: PoseSchema | None = None) -> None:
         self.path, self.parts = Path(path), parts_dir(path)
         self.size, self.split, self.config, self.layers = size, split, config, layers
-        self.taxonomy, self.styles = taxonomy, styles
+        self.taxonomy, self.styles, self.schema = taxonomy, styles, schema
 
     def missing(self, pieces: Sequence[Piece]) -> list[Piece]:
         """The pieces without a readable file of this config and size (those are rendered again)."""
@@ -93,7 +95,8 @@ class ShardWork:
         """A writer for one piece; the piece exists under its name only once the block completes."""
         with shards.ShardWriter(self.parts / piece.name, size=self.size, models=int(piece.start == 0),
                                 samples=piece.count, split=self.split, config=self.config, layers=self.layers,
-                                taxonomy=self.taxonomy, styles=self.styles, durable=False) as writer:
+                                taxonomy=self.taxonomy, styles=self.styles, durable=False,
+                                schema=self.schema) as writer:
             yield writer
 
     def assemble(self, models: Sequence[Sequence[Piece]]) -> tuple[int, int]:
@@ -102,7 +105,7 @@ class ShardWork:
         samples = sum(piece.count for pieces in models for piece in pieces)
         with shards.ShardWriter(self.path, size=self.size, models=len(models), samples=samples, split=self.split,
                                 config=self.config, layers=self.layers, taxonomy=self.taxonomy,
-                                styles=self.styles) as writer:
+                                styles=self.styles, schema=self.schema) as writer:
             first = 0
             for index, pieces in enumerate(models):
                 for piece in pieces:
@@ -126,6 +129,7 @@ def _copy_piece(source: Any, target: Any, model: int, first: int, with_model: bo
             if name in source:
                 _copy_chunks(source[name], target[name], model)
     target["pose"][first:first + n] = source["pose"][:]
+    target["pose_mask"][first:first + n] = source["pose_mask"][:]
     target["sample_id"][first:first + n] = source["sample_id"][:]
     target["model_index"][first:first + n] = model
     for name in shards.VARIATION_FIELDS:

@@ -15,7 +15,10 @@ shard's split, name and sample count against ``index.json``: a read returns what
 written or raises ``DatasetError`` naming the shard (and the row).
 
 Samples are dicts of numpy arrays: images are uint8 (H, W, 4) RGBA (layer fields
-(L, H, W, 4)), ``pose`` is float32 (6,), ``sample_id`` int64; ``rest`` is the rest image
+(L, H, W, 4)), ``pose`` is float32 (P,) in the order of the dataset's pose schema
+(``Dataset.pose_names``; tha1's 6 numbers for datasets built before schemas), ``pose_mask``
+bool (P,) which of them the model can express (the others sit at their default: mask the
+loss there; all True for older datasets), ``sample_id`` int64; ``rest`` is the rest image
 of the sample's model. ``to_chw`` turns images into float32 CHW for a network.
 """
 from __future__ import annotations
@@ -34,10 +37,10 @@ from numcodecs import blosc
 
 from pipeline.shards import (FIELDS, H5_DAMAGE, IMAGE_FIELDS, INDEX_NAME, LAYER_FIELDS, PER_MODEL_FIELDS,
                              VARIATION_FIELDS,
-                             DatasetError, checksum_field, open_shard, read_index, row_checksums)
+                             DatasetError, checksum_field, open_shard, read_index, row_checksums, stored_schema)
 
 DEFAULT_FIELDS = ("rest", "expression", "posed", "pose")
-SMALL_FIELDS = ("pose", "model_index", "sample_id", *VARIATION_FIELDS)
+SMALL_FIELDS = ("pose", "pose_mask", "model_index", "sample_id", *VARIATION_FIELDS)
 Sample = dict[str, np.ndarray]
 # Per dataset: a few 256 x 256 RGBA chunks, so the rest images of a shard's models,
 # which samples share, stay decoded; other images are each read once per epoch.
@@ -189,7 +192,7 @@ class Dataset:
     def _empty(self, n: int) -> Sample:
         batch = {}
         for name in (*self.fields, "sample_id"):
-            source = self._dataset(0, name)
+            source = self._small(0, name) if name in SMALL_FIELDS else self._dataset(0, name)
             batch[name] = np.empty((n, *source.shape[1:]), dtype=source.dtype)
         return batch
 
@@ -245,6 +248,8 @@ class Dataset:
     def _small(self, shard: int, name: str) -> np.ndarray:
         """A per-sample array read whole once (a few bytes per sample) and kept."""
         key = (shard, name)
+        if key not in self._arrays and name == "pose_mask" and not self._has(shard, name):
+            self._arrays[key] = np.ones(self._small(shard, "pose").shape, bool)  # built before masks
         if key not in self._arrays:
             dataset = self._dataset(shard, name)
             try:
@@ -252,6 +257,24 @@ class Dataset:
             except H5_DAMAGE as error:
                 raise DatasetError(f"{self.paths[shard]}: {name}: unreadable ({error})") from None
         return self._arrays[key]
+
+    @property
+    def pose_names(self) -> tuple[str, ...]:
+        """The names of the pose's numbers, in order (the pose schema the dataset was built with)."""
+        return stored_schema(self._file(0)).names
+
+    def named_pose(self, pose: np.ndarray) -> dict[str, float]:
+        """One sample's pose as {parameter name: value}."""
+        return dict(zip(self.pose_names, np.asarray(pose, float).tolist()))
+
+    def _has(self, shard: int, name: str) -> bool:
+        return name in self._file(shard)
+
+    def _file(self, shard: int) -> Any:
+        """The shard's open file, (re)opened lazily in each process."""
+        if self._pid != os.getpid():
+            self._drop_handles()
+        return self._files.get(shard) or self._open(shard)
 
     def _dataset(self, shard: int, name: str) -> Any:
         """An open h5py dataset, reused; files are (re)opened lazily in each process."""

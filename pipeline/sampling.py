@@ -4,18 +4,18 @@ The generator is counter-based (SplitMix64 evaluated at an arbitrary position), 
 sample ``i`` of a model is the same number whether it is drawn alone, in a batch, by
 any worker, in any order, on any backend: a build's output cannot depend on how it
 was scheduled. Everything is vectorized over samples.
+
+What is drawn is the pose schema's (:mod:`manifests.schema`): per parameter its
+distribution over its range and the chance it leaves its default. Sample ``i`` uses the
+stream's positions ``i * width + 1 ..``: one uniform per parameter, then one per parameter
+that is not always active (so a schema without ``active`` draws exactly DESIGN.md's
+numbers). A parameter the model cannot express (``mask`` False) is written as its default.
 """
 from __future__ import annotations
 
 import numpy as np
 
-POSE_NAMES = ("eye_left", "eye_right", "mouth", "neck_z", "head_x", "head_y")
-POSE_SIZE = len(POSE_NAMES)
-MORPH_CHANNELS = slice(0, 3)  # in [0, 1]
-ROTATION_CHANNELS = slice(3, 6)  # in [-1, 1]
-
-# The rest image's pose: eyes open, mouth open, head unrotated (the method's input spec).
-REST_POSE = np.array([0.0, 0.0, 1.0, 0.0, 0.0, 0.0], dtype=np.float32)
+from manifests.schema import PoseSchema, load_schema
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)  # SplitMix64's increment (the golden ratio)
 _U64 = (1 << 64) - 1
@@ -36,7 +36,7 @@ def model_key(seed: int, sha256: str) -> np.uint64:
     return _mix64(seed_word ^ sha_word)[0]
 
 
-def uniforms(key: np.uint64, indices: np.ndarray, width: int = POSE_SIZE) -> np.ndarray:
+def uniforms(key: np.uint64, indices: np.ndarray, width: int) -> np.ndarray:
     """``width`` uniforms in [0, 1) per sample index: position ``index * width + c`` of the stream."""
     counters = np.asarray(indices, dtype=np.uint64)[:, None] * np.uint64(width) + np.arange(
         1, width + 1, dtype=np.uint64)
@@ -59,18 +59,44 @@ def rotation_from_uniform(u: np.ndarray) -> np.ndarray:
     return np.sign(t) * np.sqrt(np.abs(t))
 
 
-def sample_poses(seed: int, sha256: str, indices: np.ndarray | range | int) -> np.ndarray:
-    """Poses (N, 6) float32 for the given sample indices of one model (DESIGN.md's sampling)."""
+def _from_uniform(u: np.ndarray, sampling: str, low: float, high: float) -> np.ndarray:
+    """One parameter's values: uniform on [low, high], or growing linearly towards the ends."""
+    if sampling == "uniform":
+        return u if (low, high) == (0.0, 1.0) else low + (high - low) * u
+    if (low, high) == (-1.0, 1.0):
+        return rotation_from_uniform(u)
+    return low + (high - low) * np.sqrt(u)  # density growing from low to high
+
+
+def sample_poses(seed: int, sha256: str, indices: np.ndarray | range | int, schema: PoseSchema | None = None,
+                 mask: np.ndarray | None = None) -> np.ndarray:
+    """Poses (N, P) float32 for the given sample indices of one model (the schema's sampling, tha1's
+    by default); parameters where ``mask`` (P,) is False stay at their default."""
+    schema = schema or load_schema()
     indices = np.arange(indices) if isinstance(indices, int) else np.asarray(indices)
-    u = uniforms(model_key(seed, sha256), indices)
-    poses = np.empty((len(indices), POSE_SIZE), dtype=np.float32)
-    poses[:, MORPH_CHANNELS] = u[:, MORPH_CHANNELS]
-    poses[:, ROTATION_CHANNELS] = rotation_from_uniform(u[:, ROTATION_CHANNELS])
+    sometimes = [i for i, p in enumerate(schema.parameters) if p.active < 1.0]
+    u = uniforms(model_key(seed, sha256), indices, schema.size + len(sometimes))
+    poses = np.empty((len(indices), schema.size), dtype=np.float32)
+    for i, parameter in enumerate(schema.parameters):
+        poses[:, i] = _from_uniform(u[:, i], parameter.sampling, *parameter.range)
+    defaults = schema.vector("default")
+    for k, i in enumerate(sometimes):
+        idle = u[:, schema.size + k] >= schema.parameters[i].active
+        poses[idle, i] = defaults[i]
+    if mask is not None:
+        poses[:, ~np.asarray(mask, bool)] = defaults[~np.asarray(mask, bool)]
     return poses
 
 
-def expression_poses(poses: np.ndarray) -> np.ndarray:
-    """The same poses with the head unrotated: the expression image's pose (morphs only)."""
+def rest_pose(schema: PoseSchema | None = None) -> np.ndarray:
+    """The rest image's pose (tha1: eyes open, mouth open, head unrotated: the method's input spec)."""
+    return (schema or load_schema()).vector("rest")
+
+
+def expression_poses(poses: np.ndarray, schema: PoseSchema | None = None) -> np.ndarray:
+    """The same poses with every rotation parameter at its default: the expression image's pose."""
+    schema = schema or load_schema()
     expression = np.array(poses, dtype=np.float32, copy=True)
-    expression[:, ROTATION_CHANNELS] = 0.0
+    rotation = schema.of_kind("rotation")
+    expression[:, rotation] = schema.vector("default")[rotation]
     return expression

@@ -33,6 +33,7 @@ import hdf5plugin
 import numpy as np
 
 from manifests.record import SPLITS
+from manifests.schema import PoseSchema, load_schema, schema_from_json
 from manifests.store import write_text_atomic
 
 FORMAT_VERSION = 2  # 2: crc32/* checksums and the "name" attribute
@@ -44,7 +45,7 @@ SHARDS_DIR = "shards"
 IMAGE_FIELDS = ("rest", "expression", "posed")
 LAYER_FIELDS = ("layers/rest", "layers/expression", "layers/posed")
 VARIATION_FIELDS = ("jitter", "style")  # only in builds with --jitter or --styles
-FIELDS = (*IMAGE_FIELDS, "pose", "model_index", "sample_id", *LAYER_FIELDS, *VARIATION_FIELDS)
+FIELDS = (*IMAGE_FIELDS, "pose", "pose_mask", "model_index", "sample_id", *LAYER_FIELDS, *VARIATION_FIELDS)
 PER_MODEL_FIELDS = ("rest", "layers/rest")
 CHECKSUMS = "crc32"
 
@@ -105,6 +106,13 @@ def row_checksums(rows: np.ndarray) -> np.ndarray:
     return np.fromiter((zlib.crc32(np.ascontiguousarray(row)) for row in rows), np.uint32, len(rows))
 
 
+def stored_schema(f: h5py.File) -> PoseSchema:
+    """The pose schema a shard was built with (``pose`` attribute ``definition``); shards from
+    before schemas hold tha1's 6 numbers."""
+    text = f["pose"].attrs.get("definition") if "pose" in f else None
+    return schema_from_json(text) if text else load_schema("tha1")
+
+
 def shard_path(root: str | os.PathLike, split: str, k: int) -> Path:
     """``DIR/shards/{split}-{k:05d}.h5``: the one place shard names are made."""
     return Path(root) / SHARDS_DIR / f"{split}-{k:05d}.h5"
@@ -121,20 +129,22 @@ class ShardWriter:
     counts; ``layers`` the layer names in draw order, or None for a shard without layers;
     ``taxonomy`` the name of their preset (an attribute of ``layers/names``); ``styles`` (the
     style names of a build with --jitter or --styles) adds ``jitter`` (N, 3) float32 (dx, dy,
-    scale) and ``style`` (N,) uint8, an index into ``style.attrs["names"]``, per sample.
+    scale) and ``style`` (N,) uint8, an index into ``style.attrs["names"]``, per sample;
+    ``schema`` the pose schema (tha1 by default), stored with the poses.
     ``durable=False`` skips the fsyncs (a build's pieces: a power cut may lose one, which
     the resume then finds unreadable and renders again; a crash of the process loses none).
     """
 
     def __init__(self, path: str | os.PathLike, *, size: int | tuple[int, int], models: int,
                  samples: int, split: str, config: dict, layers: list[str] | None = None,
-                 taxonomy: str | None = None, styles: list[str] | None = None, durable: bool = True) -> None:
+                 taxonomy: str | None = None, styles: list[str] | None = None, durable: bool = True,
+                 schema: PoseSchema | None = None) -> None:
         self.path = Path(path)
         self.tmp_path = self.path.with_name(f".{self.path.name}.tmp")
         self.height, self.width = _size(size)
         self.models, self.samples = int(models), int(samples)
         self.split, self.config, self.layers = split, config, list(layers) if layers else None
-        self.taxonomy, self.styles = taxonomy, styles
+        self.taxonomy, self.styles, self.schema = taxonomy, styles, schema or load_schema()
         self.durable = durable
         self.file: h5py.File | None = None
 
@@ -185,7 +195,9 @@ class ShardWriter:
         _images(f, "rest", (self.models,), h, w)
         _images(f, "expression", (self.samples,), h, w)
         _images(f, "posed", (self.samples,), h, w)
-        _array(f, "pose", (self.samples, 6), np.float32)
+        pose = _array(f, "pose", (self.samples, self.schema.size), np.float32)
+        pose.attrs.update(schema=self.schema.name, names=list(self.schema.names), definition=self.schema.to_json())
+        _array(f, "pose_mask", (self.samples, self.schema.size), bool)
         _array(f, "model_index", (self.samples,), np.int32)
         _array(f, "sample_id", (self.samples,), np.int64)
         for name in ("models/name", "models/sha256", "models/morphs"):
@@ -215,10 +227,12 @@ class ShardWriter:
     def add_samples(self, start: int, pose: np.ndarray, model_index: np.ndarray,
                     sample_id: np.ndarray, expression: np.ndarray, posed: np.ndarray,
                     expression_layers: np.ndarray | None = None,
-                    posed_layers: np.ndarray | None = None) -> None:
-        """Samples ``start .. start+n``, written as contiguous slices (one HDF5 call per dataset)."""
+                    posed_layers: np.ndarray | None = None, pose_mask: np.ndarray | None = None) -> None:
+        """Samples ``start .. start+n``, written as contiguous slices (one HDF5 call per dataset);
+        ``pose_mask`` (n, P) says which parameters each image can show (default: all)."""
         f, stop = self.file, start + len(pose)
         f["pose"][start:stop] = np.asarray(pose, np.float32)
+        f["pose_mask"][start:stop] = np.ones(np.shape(pose), bool) if pose_mask is None else pose_mask
         f["model_index"][start:stop] = np.asarray(model_index, np.int32)
         f["sample_id"][start:stop] = np.asarray(sample_id, np.int64)
         self._put("expression", start, expression)
@@ -291,8 +305,8 @@ def _images(f: h5py.File, name: str, lead: tuple[int, ...], h: int, w: int) -> N
                      fillvalue=unwritten)
 
 
-def _array(f: h5py.File, name: str, shape: tuple[int, ...], dtype: Any) -> None:
-    f.create_dataset(name, shape=shape, maxshape=(None, *shape[1:]), dtype=dtype, chunks=True)
+def _array(f: h5py.File, name: str, shape: tuple[int, ...], dtype: Any) -> h5py.Dataset:
+    return f.create_dataset(name, shape=shape, maxshape=(None, *shape[1:]), dtype=dtype, chunks=True)
 
 
 def _datasets(f: h5py.File) -> list[tuple[str, h5py.Dataset]]:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from manifests.schema import Parameter, PoseSchema, load_schema
 from pipeline import shards
-from pipeline.sampling import POSE_NAMES
 
 PREVIEW_NAME = "preview.png"
 HISTOGRAMS_NAME = "pose_histograms.png"
@@ -73,17 +73,30 @@ def write_preview(root: str | os.PathLike, count: int = 8, seed: int = 0) -> Pat
     return path
 
 
-def all_poses(root: str | os.PathLike) -> np.ndarray:
-    poses = [np.zeros((0, len(POSE_NAMES)), np.float32)]
+def all_poses(root: str | os.PathLike) -> tuple[np.ndarray, PoseSchema]:
+    """Every pose of the dataset and the schema they follow (tha1 for an empty dataset)."""
+    poses, schema = [], load_schema()
     for path in shard_files(root):
         with shards.open_shard(path) as f:
             poses.append(f["pose"][:])
-    return np.concatenate(poses)
+            schema = shards.stored_schema(f)
+    return (np.concatenate(poses) if poses else np.zeros((0, schema.size), np.float32)), schema
+
+
+def target_density(parameter: Parameter, x: np.ndarray) -> np.ndarray:
+    """The density a parameter is sampled from where it is active (sampling.py's distributions)."""
+    low, high = parameter.range
+    if parameter.sampling == "uniform":
+        return np.full_like(x, 1.0 / (high - low))
+    if (low, high) == (-1.0, 1.0):
+        return np.abs(x)
+    return 2.0 * (x - low) / (high - low) ** 2
 
 
 def write_histograms(root: str | os.PathLike) -> Path | None:
-    """``DIR/pose_histograms.png``: one histogram per pose channel beside its target density."""
-    poses = all_poses(root)
+    """``DIR/pose_histograms.png``: one histogram per pose parameter beside its target density
+    (drawn where a parameter is always active; others show a spike at their default)."""
+    poses, schema = all_poses(root)
     if not len(poses):
         return None
     import matplotlib
@@ -92,15 +105,21 @@ def write_histograms(root: str | os.PathLike) -> Path | None:
     from matplotlib import pyplot as plt
 
     bins = int(np.clip(np.sqrt(len(poses)), 10, 40))
-    figure, axes = plt.subplots(2, 3, figsize=(12, 6), constrained_layout=True)
-    for channel, (axis, name) in enumerate(zip(axes.flat, POSE_NAMES)):
-        rotation = channel >= 3
-        lo = -1.0 if rotation else 0.0
-        axis.hist(poses[:, channel], bins=bins, range=(lo, 1.0), density=True, color="tab:blue")
-        x = np.linspace(lo, 1.0, 201)
-        axis.plot(x, np.abs(x) if rotation else np.ones_like(x), color="tab:red", label="target")
-        axis.set_title(f"{name} (n = {len(poses)})")
-    axes.flat[0].legend()
+    columns = 3 if schema.size <= 6 else 8
+    rows = -(-schema.size // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), constrained_layout=True, squeeze=False)
+    for channel, (axis, parameter) in enumerate(zip(axes.flat, schema.parameters)):
+        low, high = parameter.range
+        axis.hist(poses[:, channel], bins=bins, range=(low, high), density=True, color="tab:blue")
+        if parameter.active >= 1.0:
+            x = np.linspace(low, high, 201)
+            axis.plot(x, target_density(parameter, x), color="tab:red", label="target")
+        axis.set_title(f"{parameter.name} (n = {len(poses)})")
+    for axis in axes.flat[schema.size:]:
+        axis.axis("off")
+    drawn = [i for i, parameter in enumerate(schema.parameters) if parameter.active >= 1.0]
+    if drawn:
+        axes.flat[drawn[0]].legend()
     path = Path(root) / HISTOGRAMS_NAME
     figure.savefig(path, dpi=80)
     plt.close(figure)

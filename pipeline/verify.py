@@ -17,8 +17,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from manifests.schema import PoseSchema
 from pipeline import shards
-from pipeline.sampling import MORPH_CHANNELS, POSE_SIZE, ROTATION_CHANNELS
 
 BLOCK = 64  # images read at a time: bounds memory on any shard size
 
@@ -93,7 +93,11 @@ def _check_open_shard(f: h5py.File, path: Path, entry: dict[str, Any], size: int
     if missing:
         return [f"{path}: missing dataset(s) {', '.join(missing)}"]
     n, m = len(f["sample_id"]), len(f["rest"])
-    defects = _shapes(f, path, n, m, size)
+    try:
+        schema = shards.stored_schema(f)
+    except (ValueError, KeyError, TypeError) as error:
+        return [f"{path}: pose schema unreadable ({error})"]
+    defects = _shapes(f, path, n, m, size, schema.size)
     if defects:
         return defects
     if (n, m) != (entry["samples"], entry["models"]):
@@ -103,7 +107,7 @@ def _check_open_shard(f: h5py.File, path: Path, entry: dict[str, Any], size: int
         defects.append(f"{path}: split attribute {f.attrs.get('split')!r}, index.json says {entry['split']!r}")
     if f.attrs.get("name") != path.name:
         defects.append(f"{path}: holds shard {f.attrs.get('name')!r} (a copy of another shard?)")
-    defects += _check_values(f, path, m)
+    defects += _check_values(f, path, m, schema)
     ids.append(f["sample_id"][:])
     for name in image_fields:
         defects += _check_images(f, path, name, empty_allowed=name in shards.LAYER_FIELDS)
@@ -116,12 +120,14 @@ def _check_open_shard(f: h5py.File, path: Path, entry: dict[str, Any], size: int
     return defects
 
 
-def _shapes(f: h5py.File, path: Path, n: int, m: int, size: int | None) -> list[str]:
+def _shapes(f: h5py.File, path: Path, n: int, m: int, size: int | None, pose_size: int) -> list[str]:
     h, w = (size, size) if size else f["posed"].shape[1:3]
     expected = {"rest": ((m, h, w, 4), np.uint8), "expression": ((n, h, w, 4), np.uint8),
-                "posed": ((n, h, w, 4), np.uint8), "pose": ((n, POSE_SIZE), np.float32),
+                "posed": ((n, h, w, 4), np.uint8), "pose": ((n, pose_size), np.float32),
                 "model_index": ((n,), np.int32), "sample_id": ((n,), np.int64)}
     expected.update({name: ((m,), None) for name in ("models/name", "models/sha256", "models/morphs")})
+    if "pose_mask" in f:  # datasets built before pose schemas have none
+        expected["pose_mask"] = ((n, pose_size), np.bool_)
     if "layers" in f:
         n_layers = len(f["layers/names"])
         expected.update({name: ((rows, n_layers, h, w, 4), np.uint8)
@@ -133,14 +139,19 @@ def _shapes(f: h5py.File, path: Path, n: int, m: int, size: int | None) -> list[
             if f[name].shape != shape or (dtype is not None and f[name].dtype != dtype)]
 
 
-def _check_values(f: h5py.File, path: Path, m: int) -> list[str]:
+def _check_values(f: h5py.File, path: Path, m: int, schema: PoseSchema) -> list[str]:
     defects = []
     pose = f["pose"][:]
     bad = ~np.isfinite(pose).all(axis=1)
-    bad |= ((pose[:, MORPH_CHANNELS] < 0) | (pose[:, MORPH_CHANNELS] > 1)).any(axis=1)
-    bad |= ((pose[:, ROTATION_CHANNELS] < -1) | (pose[:, ROTATION_CHANNELS] > 1)).any(axis=1)
+    bad |= ((pose < schema.vector("low")) | (pose > schema.vector("high"))).any(axis=1)
     if bad.any():
         defects.append(f"{path}: {int(bad.sum())} poses out of range (first at row {int(np.argmax(bad))})")
+    if "pose_mask" in f:
+        shown = f["pose_mask"][:]
+        unshown = (~shown & (pose != schema.vector("default"))).any(axis=1)
+        if unshown.any():
+            defects.append(f"{path}: {int(unshown.sum())} poses give a masked parameter a value other than its "
+                           f"default (first at row {int(np.argmax(unshown))})")
     model_index = f["model_index"][:]
     if len(model_index) and (model_index.min() < 0 or model_index.max() >= m):
         defects.append(f"{path}: model_index outside [0, {m})")
@@ -165,8 +176,9 @@ def _channel_defects(path: Path, name: str, morphs: Any) -> list[str]:
         return [f"{path}: {name}: no channel check recorded (built before checks existed: rebuild)"]
     if check.get("ok") is not True:
         return [f"{path}: {name}: channel check failed: {'; '.join(check.get('reasons', []))}"]
-    if any(morphs.get(channel) == morphs.get(other) for channel, other in
-           (("eye_left", "eye_right"), ("eye_left", "mouth"), ("eye_right", "mouth"))):
+    bound = morphs.get("morphs", morphs)  # before pose schemas: the channels' morphs at the top level
+    checked = [bound.get(channel) for channel in check.get("channels", {})]
+    if len(set(checked)) < len(checked):
         return [f"{path}: {name}: two pose channels drive the same morph"]
     return []
 

@@ -14,7 +14,7 @@ from renderer.model import Deform, Model, MorphKind
 _LAZY = {
     "load_model": "renderer.loader",
     "Renderer": "renderer.renderer",
-    "MorphBinding": "renderer.renderer",
+    "Drivers": "renderer.posing",
     "demo_model": "renderer.demo",
 }
 

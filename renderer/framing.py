@@ -58,14 +58,17 @@ class Camera:
         return 2.0 * self.half_height / size
 
 
-def head_camera(top_y: float, chin_y: float, center_x: float = 0.0) -> Camera:
-    """DESIGN.md's head framing: top and chin on the middle half of the image height."""
+def head_camera(top_y: float, chin_y: float, center_x: float = 0.0, head_height: float = HEAD_FRACTION,
+                head_centre: float = 0.5) -> Camera:
+    """Head framing: top to chin spans ``head_height`` of the image height, the head's middle at
+    ``head_centre`` of it from the top (DESIGN.md's: the middle half, (0.5, 0.5); THA3's: (0.25, 0.25))."""
     height = float(top_y) - float(chin_y)
     if not np.isfinite(height):  # inf, nan or bounds so far apart that nothing would be drawn
         raise ValueError(f"head bounds ({top_y}, {chin_y}) must be finite model-space y")
     if not height > 0:
         raise ValueError(f"head top ({top_y}) must be above the chin ({chin_y})")
-    return Camera(float(center_x), (float(top_y) + float(chin_y)) / 2, height / (2 * HEAD_FRACTION))
+    half = height / (2 * head_height)
+    return Camera(float(center_x), (float(top_y) + float(chin_y)) / 2 - half * (1.0 - 2.0 * head_centre), half)
 
 
 def jittered(camera: Camera, dx: float, dy: float, scale: float) -> Camera:

@@ -17,13 +17,13 @@ import numpy as np
 
 from renderer.context import get_context
 from renderer.errors import ModelError
-from renderer.framing import Camera, fit_depth, head_camera, head_center_x, model_bounds
+from renderer.framing import HEAD_FRACTION, Camera, fit_depth, head_camera, head_center_x, model_bounds
 from renderer.model import MaterialFlag, Model
-from renderer.morphs import MorphEvaluator, morph_index, name_weights
+from renderer.morphs import MorphEvaluator
+from renderer.posing import Drivers, Poser
 from renderer.sided import with_sided_morphs
 from renderer.shading import MMD_LIGHT, TABLE_WIDTH, MaterialMaps, TextureCache, material_table
-from renderer.humanoid import head_bone, neck_bone
-from renderer.skeleton import Skeleton, head_pose_rotations
+from renderer.skeleton import Skeleton
 from renderer.textures import load_texture, shared_toon
 
 SHADINGS = ("phong", "toon")
@@ -37,20 +37,6 @@ _STATIC_DTYPE = np.dtype([("in_position", "<f4", 3), ("in_normal", "<f4", 3), ("
                           ("in_edge", "<f4")])
 _STATIC_FORMAT = " ".join(f"{max(_STATIC_DTYPE[name].shape, default=1)}{_STATIC_DTYPE[name].base.kind}"
                           for name in _STATIC_DTYPE.names)  # "3f 3f 2f 4i ..."
-
-
-@dataclass(frozen=True)
-class MorphBinding:
-    """Morph names driven by the pose's eye_left, eye_right and mouth (None = not driven).
-
-    A name ``base[left]`` / ``base[right]`` drives a one-eye copy of morph ``base``
-    (:mod:`renderer.sided`). When both eyes name the same morph, it gets the larger
-    of the two weights.
-    """
-
-    eye_left: str | None = None
-    eye_right: str | None = None
-    mouth: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,33 +54,34 @@ class _Draw:
 
 
 class Renderer:
-    """Renders one model in DESIGN.md poses; create once, render many, then release().
+    """Renders one model in posed states; create once, render many, then release().
 
     ``head_bounds`` is (top_y, chin_y) in model space; None frames the top of the
     model's bounding box with a head 15% of the model's height tall (a guess; annotate
-    real models). ``morphs`` names the morphs the pose's eye and mouth numbers drive.
-    ``shading`` "phong" is DESIGN.md's lighting, "toon" MMD's look (``edges`` adds its
-    outlines). ``msaa`` > 0 multisamples; ``gpu`` picks the EGL device; ``max_degrees``
-    is the rotation at pose value 1.
+    real models). ``drivers`` says what the numbers of a pose move (:mod:`renderer.posing`,
+    made from a pose schema by ``annotator.binding``); without them a pose is empty and
+    only ``extra_morphs`` pose the model. ``framing`` is (head height, head centre) as
+    shares of the image height (DESIGN.md's (0.5, 0.5)). ``shading`` "phong" is
+    DESIGN.md's lighting, "toon" MMD's look (``edges`` adds its outlines). ``msaa`` > 0
+    multisamples; ``gpu`` picks the EGL device.
     """
 
     def __init__(self, model: Model, head_bounds: tuple[float, float] | None = None,
-                 morphs: MorphBinding | None = None, size: int = 256, shading: str = "phong",
-                 msaa: int = 0, gpu: int | None = None, max_degrees: float = 15.0,
-                 edges: bool = False):
+                 drivers: Drivers | None = None, size: int = 256, shading: str = "phong",
+                 msaa: int = 0, gpu: int | None = None, edges: bool = False,
+                 framing: tuple[float, float] = (HEAD_FRACTION, 0.5)):
         if shading not in SHADINGS:
             raise ValueError(f"shading must be one of {SHADINGS}, not {shading!r}")
         if len(model.vertices) == 0 or len(model.indices) == 0:
             raise ModelError(model.path, "has no vertices or faces to render")
-        morphs = morphs or MorphBinding()
-        model = with_sided_morphs(model, (morphs.eye_left, morphs.eye_right, morphs.mouth))
+        drivers = drivers or Drivers(size=0)
+        model = with_sided_morphs(model, drivers.morphs)
         self.model, self.size, self.shading, self.msaa = model, int(size), shading, int(msaa)
-        self.max_degrees, self.edges = float(max_degrees), edges
+        self.edges = edges
         self.head_bounds = head_bounds or guess_head_bounds(model)
-        self.camera = fit_depth(head_camera(*self.head_bounds, head_center_x(model)), model)
-        self._channels = _bind_morphs(model, morphs)
+        self.camera = fit_depth(head_camera(*self.head_bounds, head_center_x(model), *framing), model)
+        self.poser = Poser(model, drivers)
         self._skeleton = Skeleton(model.bones, model.path)
-        self._head, self._neck = head_bone(model), neck_bone(model)
         self._evaluator = MorphEvaluator(model)
         self._ctx = get_context(gpu)
         self._objects: list = []
@@ -107,17 +94,17 @@ class Renderer:
             self._last_weights: dict[int, float] | None = None
             self._last_rotation: tuple | None = None
             self._apply_morphs({})
-            self._apply_rotation(np.zeros(6))
+            self._apply_rotation(self.poser.check(None))
         except BaseException:
             self.release()
             raise
 
     # -- public API ---------------------------------------------------------------------
 
-    def render(self, pose: Sequence[float], *, materials: Iterable[int] | None = None,
+    def render(self, pose: Sequence[float] | None = None, *, materials: Iterable[int] | None = None,
                extra_morphs: Mapping[str, float] | None = None,
                camera: Camera | None = None, faces: np.ndarray | None = None) -> np.ndarray:
-        """One (size, size, 4) uint8 straight-alpha image of ``pose`` (DESIGN.md's 6 numbers).
+        """One (size, size, 4) uint8 straight-alpha image of ``pose`` (``drivers.size`` numbers; None: all 0).
 
         ``materials`` draws only those material indices (layer stacks); ``faces`` only the
         triangle runs of a (K, 2) array of [first, end) triangle numbers (parts of materials,
@@ -134,8 +121,9 @@ class Renderer:
                      camera: Camera | None = None, faces: np.ndarray | None = None) -> np.ndarray:
         """(N, size, size, 4) images of N poses, written into ``out`` when given; options as :meth:`render`."""
         poses = np.asarray(poses, np.float64)
-        if poses.ndim != 2 or poses.shape[1] != 6:
-            raise ValueError(f"poses must be an (N, 6) array, got shape {poses.shape}")
+        size = self.poser.drivers.size
+        if poses.ndim != 2 or poses.shape[1] != size:
+            raise ValueError(f"poses must be an (N, {size}) array, got shape {poses.shape}")
         if out is None:
             out = np.empty((len(poses), self.size, self.size, 4), np.uint8)
         for pose, image in zip(poses, out):
@@ -165,17 +153,11 @@ class Renderer:
     # -- per render ---------------------------------------------------------------------
 
     def _render_into(self, out: np.ndarray, pose, materials, extra_morphs, camera, faces=None) -> None:
-        pose = _check_pose(pose)
-        self._apply_morphs(self._morph_weights(pose, extra_morphs))
+        pose = self.poser.check(pose)
+        self._apply_morphs(self.poser.weights(pose, extra_morphs))
         self._apply_rotation(pose)
         draws = self._select(materials) if faces is None else self._select_faces(faces)
         self._draw_into(out, draws, fit_depth(camera, self.model) if camera else self.camera)
-
-    def _morph_weights(self, pose: np.ndarray, extra: Mapping[str, float] | None) -> dict[int, float]:
-        weights = name_weights(self.model, extra) if extra else {}
-        for index, channels in self._channels:
-            weights[index] = weights.get(index, 0.0) + float(max(pose[c] for c in channels))
-        return {index: w for index, w in weights.items() if w != 0.0}
 
     def _apply_morphs(self, weights: dict[int, float]) -> None:
         if weights == self._last_weights:
@@ -192,12 +174,10 @@ class Renderer:
         self._last_rotation = None  # bone morphs may have changed
 
     def _apply_rotation(self, pose: np.ndarray) -> None:
-        key = tuple(pose[3:])
+        key = self.poser.rotation_key(pose)
         if key == self._last_rotation:
             return
-        if any(key) and self._head < 0:  # such a model still renders unrotated
-            raise ModelError(self.model.path, "no head bone (by name or by geometry) to rotate")
-        rotations = head_pose_rotations(self._neck, self._head, pose, self.max_degrees) if any(key) else {}
+        rotations = self.poser.rotations(pose)
         bone_pose = self._skeleton.pose(*self._morph_state.combine(rotations))
         self._bone_buffer.write(np.ascontiguousarray(bone_pose.matrices.transpose(0, 2, 1), np.float32))
         self._last_rotation = key
@@ -380,25 +360,6 @@ def guess_head_bounds(model: Model) -> tuple[float, float]:
     low, high = model_bounds(model)
     top = float(high[1])
     return top, top - HEAD_FRACTION_GUESS * float(high[1] - low[1])
-
-
-def _bind_morphs(model: Model, binding: MorphBinding) -> list[tuple[int, tuple[int, ...]]]:
-    """[(morph index, pose channels)]; a morph named by both eyes is driven by both."""
-    channels: dict[int, tuple[int, ...]] = {}
-    for channel, name in enumerate((binding.eye_left, binding.eye_right, binding.mouth)):
-        if name is None:
-            continue
-        index = morph_index(model, name)
-        channels[index] = channels.get(index, ()) + (channel,)
-    return list(channels.items())
-
-
-def _check_pose(pose) -> np.ndarray:
-    pose = np.asarray(pose, np.float64).reshape(-1)
-    if pose.shape != (6,) or not np.all(np.isfinite(pose)):
-        raise ValueError(f"a pose is 6 finite numbers (eye_left, eye_right, mouth, neck_z, head_x, head_y), "
-                         f"got {pose.tolist()}")
-    return pose
 
 
 def _present(program: moderngl.Program, content: list[tuple]) -> list[tuple]:

@@ -39,7 +39,7 @@ from renderer.errors import ModelError
 from renderer.humanoid import HEAD, NECK  # noqa: F401  (annotator.head imports them from here for now)
 from renderer.model import BoneFlag, Bones
 from renderer.rotations import (
-    IDENTITY, dual_quaternions, matrix_to_quat, quat_from_axis_angle, quat_multiply,
+    IDENTITY, dual_quaternions, matrix_to_quat, quat_multiply,
     quat_normalize, quat_slerp, quat_to_matrix,
 )
 
@@ -308,23 +308,3 @@ def _append_pass(members: np.ndarray, flags: np.ndarray, source: np.ndarray, liv
         translate_world=(flags[translate] & BoneFlag.APPEND_LOCAL) != 0, translate_early=live[translate] < 0,
     )
 
-
-def head_pose_rotations(neck: int, head: int, pose6: Sequence[float],
-                        max_degrees: float = 15.0) -> dict[int, np.ndarray]:
-    """DESIGN.md's pose -> local rotations of the neck (neck_z) and head (head_x, head_y) bones.
-
-    In the character frame (y up, x to the character's left, z to the front):
-    head_x > 0 looks up (a rotation by -angle about x), head_y > 0 turns the face to the
-    character's left (+angle about y), neck_z > 0 tilts the head to the character's right
-    shoulder (+angle about z). The head nods first, then turns: q = q_y * q_x. A model
-    without a neck (``neck`` -1) tilts at the head bone instead: q = q_z * q_y * q_x.
-    """
-    if len(pose6) != 6:
-        raise ValueError(f"a pose has 6 numbers, got {len(pose6)}")
-    neck_z, head_x, head_y = (np.radians(max_degrees) * float(v) for v in pose6[3:])
-    nod = quat_from_axis_angle(np.array([1.0, 0.0, 0.0]), -head_x)
-    turn = quat_from_axis_angle(np.array([0.0, 1.0, 0.0]), head_y)
-    tilt = quat_from_axis_angle(np.array([0.0, 0.0, 1.0]), neck_z)
-    if neck < 0:
-        return {head: quat_multiply(tilt, quat_multiply(turn, nod))}
-    return {neck: tilt, head: quat_multiply(turn, nod)}

@@ -10,7 +10,7 @@ from annotator.binding import bind_roles
 from annotator.channels import check_model
 from pipeline.demo import DEMO_MORPHS
 from renderer.demo import DEMO_HEAD, demo_model
-from renderer.renderer import MorphBinding, Renderer
+from renderer.renderer import Renderer
 from renderer.sided import parse_sided, sided_name, with_sided_morphs
 
 
@@ -19,8 +19,8 @@ def character():
     return demo_model()
 
 
-def binding(**roles):
-    return bind_roles({**DEMO_MORPHS, **roles}).binding()
+def binding(model=None, **roles):
+    return bind_roles({**DEMO_MORPHS, **roles}, model=model or demo_model())
 
 
 def test_the_demo_passes_and_each_channel_closes_its_own_eye(character):
@@ -41,8 +41,7 @@ def test_swapped_winks_fail(character):
 
 
 def test_a_both_eyes_morph_on_one_eye_channel_fails(character):
-    both = MorphBinding(eye_left=DEMO_MORPHS["blink"], eye_right=DEMO_MORPHS["wink_right"],
-                        mouth=DEMO_MORPHS["mouth_open"])
+    both = binding(wink_left=DEMO_MORPHS["blink"])
     report = check_model(character, DEMO_HEAD, both)
     assert report.reasons == [next(r for r in report.reasons if r.startswith("eye_left: also changes the right eye"))]
 
@@ -54,9 +53,9 @@ def test_a_mouth_that_does_not_open_fails(character):
 
 def test_derived_halves_of_the_blink_pass_the_check(character):
     no_winks = {role: None for role in ("wink_left", "wink_right")}
-    derived = bind_roles({**DEMO_MORPHS, **no_winks})
-    assert derived.eye_left == sided_name(DEMO_MORPHS["blink"], "left")
-    report = check_model(character, DEMO_HEAD, derived.binding())
+    derived = bind_roles({**DEMO_MORPHS, **no_winks}, model=character)
+    assert derived.morphs["eye_left"] == sided_name(DEMO_MORPHS["blink"], "left")
+    report = check_model(character, DEMO_HEAD, derived)
     assert report.ok, report.reasons
 
 
@@ -77,8 +76,7 @@ def test_sided_morph_keeps_exactly_one_side_of_the_offsets(character):
 def test_renderer_draws_a_derived_morph_on_one_side_only(character):
     blink = DEMO_MORPHS["blink"]
     with Renderer(character, head_bounds=DEMO_HEAD, size=128,
-                  morphs=MorphBinding(eye_left=f"{blink}[left]", eye_right=f"{blink}[right]",
-                                      mouth=DEMO_MORPHS["mouth_open"])) as renderer:
+                  drivers=binding(wink_left=f"{blink}[left]", wink_right=f"{blink}[right]").drivers) as renderer:
         rest, left = renderer.render([0] * 6), renderer.render([1, 0, 0, 0, 0, 0])
     changed = np.abs(rest.astype(int) - left.astype(int)).sum(-1) > 30
     columns = np.flatnonzero(changed.any(0))
@@ -90,5 +88,5 @@ def test_a_model_whose_lids_sit_elsewhere_still_gets_a_verdict(character):
     bones = dataclasses.replace(character.bones, names=[f"b{i}" if n in ("左目", "右目") else n
                                                         for i, n in enumerate(character.bones.names)])
     model = dataclasses.replace(character, bones=bones)
-    report = check_model(model, DEMO_HEAD, binding())
+    report = check_model(model, DEMO_HEAD, binding(model))
     assert {r.channel for r in report.results} == {"eye_left", "eye_right", "mouth"}

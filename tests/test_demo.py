@@ -226,14 +226,15 @@ def test_written_pmx_loads_back_equal(tmp_path, model):
 
 def test_rendered_front_view_blinks_winks_and_opens_the_mouth(model):
     renderer = pytest.importorskip("renderer.renderer", reason="the renderer is not importable yet")
-    binding = renderer.MorphBinding(eye_left="ウィンク２", eye_right="ｳｨﾝｸ２右", mouth="あ")
+    from annotator.binding import bind_roles
+    drivers = bind_roles({"wink_left": "ウィンク２", "wink_right": "ｳｨﾝｸ２右", "mouth_open": "あ"}, model=model).drivers
     from renderer.context import ContextError, get_context
 
     try:
         get_context()
     except ContextError as error:
         pytest.skip(f"no OpenGL context: {error}")
-    with renderer.Renderer(model, head_bounds=DEMO_HEAD, morphs=binding, size=256) as r:
+    with renderer.Renderer(model, head_bounds=DEMO_HEAD, drivers=drivers, size=256) as r:
         rest, blink, wink_left, mouth_open = r.render_batch(
             [[0, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0]])
 
@@ -265,7 +266,7 @@ def test_each_eye_layer_holds_one_part_of_the_eye(model):
         pytest.skip(f"no OpenGL context: {error}")
     names = model.materials.names
     with renderer.Renderer(model, head_bounds=DEMO_HEAD, size=256) as r:
-        white, iris, lash = (r.render([0] * 6, materials=[names.index(name)]).astype(int)
+        white, iris, lash = (r.render(None, materials=[names.index(name)]).astype(int)
                              for name in ("白目", "瞳", "まつげ"))
     shown = white[..., 3] > 0
     assert shown.sum() > 300 and (white[shown, :3].min(-1) > 180).all()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from renderer.errors import ModelError
+from annotator.binding import bind_roles, schema_drivers
 from renderer.framing import head_center_x
 from renderer.humanoid import eye_bones, head_bone, neck_bone, upper_body_bones
 from renderer.loader import load_model
@@ -100,7 +100,7 @@ def test_without_a_neck_the_head_parent_is_not_taken_when_it_is_the_upper_body(t
 @pytest.mark.parametrize("convention", ["rigify", "vroid"])
 def test_the_renderer_turns_the_head_found_under_any_convention(tmp_path, convention):
     model = written(tmp_path, humanoid_model({**ANONYMOUS, **CONVENTIONS[convention]}))
-    with Renderer(model, head_bounds=(18.6, 15.0), size=64) as renderer:
+    with Renderer(model, head_bounds=(18.6, 15.0), size=64, drivers=schema_drivers(model)) as renderer:
         rest = renderer.render([0] * 6)
         turned = renderer.render([0, 0, 0, 0, 0, 1])
         tilted = renderer.render([0, 0, 0, 1, 0, 0])
@@ -112,14 +112,14 @@ def test_a_model_without_a_neck_tilts_at_the_head_and_one_without_a_head_refuses
     model = humanoid_model()
     model.bones.parent[ROLE["head"]] = ROLE["upper_body2"]
     model.bones.names[ROLE["neck"]] = model.bones.names_en[ROLE["neck"]] = "chain"
-    with Renderer(model, head_bounds=(18.6, 15.0), size=64) as renderer:
+    with Renderer(model, head_bounds=(18.6, 15.0), size=64, drivers=schema_drivers(model)) as renderer:
         assert np.abs(renderer.render([0, 0, 0, 1, 0, 0]).astype(int) - renderer.render([0] * 6)).sum() > 1000
     model.vertices.bone_indices[:, 0] = ROLE["root"]
     model.bones.names[ROLE["head"]] = model.bones.names_en[ROLE["head"]] = "bone"
-    with Renderer(model, head_bounds=(18.6, 15.0), size=64) as renderer:
+    with Renderer(model, head_bounds=(18.6, 15.0), size=64, drivers=schema_drivers(model)) as renderer:
         assert renderer.render([0] * 6)[..., 3].any()
-        with pytest.raises(ModelError, match="no head bone"):
-            renderer.render([0, 0, 0, 0, 0, 1])
+        assert (renderer.render([0, 0, 0, 0, 0, 1]) == renderer.render([0] * 6)).all()  # nothing drives a turn
+    assert {"neck_z", "head_x", "head_y"} <= set(bind_roles({}, model=model, strict=False).masked)
 
 
 def test_geometry_alone_finds_the_named_head_of_every_shared_character(shared_models):

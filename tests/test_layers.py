@@ -19,6 +19,13 @@ DEMO_CLASSES = {"後髪": "back hair", "体": "topwear", "首": "neck", "顔": "
 COARSE = PRESETS["coarse"]
 
 
+def demo_drivers(model):
+    from annotator.binding import bind_roles
+    from pipeline.demo import DEMO_MORPHS
+
+    return bind_roles(DEMO_MORPHS, model=model).drivers
+
+
 def renamed(names: list[str], names_en: list[str] | None = None):
     """The demo character with other material names (and no English ones unless given); its
     texture ("iris.png") renamed to say nothing too, since a texture's file name names a material."""
@@ -149,10 +156,9 @@ def rendered(demo):
     """(poses, stacks, full renders, stack with 体 overridden to neckwear, raw stacks before settling) at 128 px."""
     from pipeline.layers import render_layers
     from renderer import Renderer
-    from renderer.renderer import MorphBinding
 
     poses = np.array([OPEN, CLOSED, [0.1, 0.0, 0.5, 0.9, -0.7, 0.6], WINK])
-    with Renderer(demo, head_bounds=DEMO_HEAD, morphs=MorphBinding("ウィンク２", "ｳｨﾝｸ２右", "あ"), size=128) as r:
+    with Renderer(demo, head_bounds=DEMO_HEAD, drivers=demo_drivers(demo), size=128) as r:
         stacks = render_layers(r, demo, {}, poses)
         overridden = render_layers(r, demo, {"体": "neckwear"}, poses[:1])
         raw = raw_layers(r, demo, CLASSES, poses)
@@ -199,9 +205,8 @@ def test_stacks_composite_exactly_and_class_order_matters(rendered):
     assert (raw_errors[:, 0] <= MEAN_TOLERANCE).all(), raw_errors
     assert (exact_stacks(raw.copy(), full) < 0.02).all()
     from renderer import Renderer
-    from renderer.renderer import MorphBinding
 
-    with Renderer(demo_model(), head_bounds=DEMO_HEAD, morphs=MorphBinding("ウィンク２", "ｳｨﾝｸ２右", "あ"), size=128) as r:
+    with Renderer(demo_model(), head_bounds=DEMO_HEAD, drivers=demo_drivers(demo_model()), size=128) as r:
         reversed_raw = raw_layers(r, r.model, CLASSES[::-1], poses)
     assert (composite_error(reversed_raw, full)[:, 0] > MEAN_TOLERANCE).all()
 
@@ -302,6 +307,7 @@ def test_real_model_stacks(shared_models, name):
     are there; the parts already agree with the render on all but a few percent of the pixels."""
     from conftest import SHARED
 
+    from annotator.binding import schema_drivers
     from annotator.suggest import suggest
     from pipeline.layers import ALPHA_TOLERANCE, MEAN_TOLERANCE, composite_error, exact_stacks, render_layers
     from renderer import Renderer
@@ -310,7 +316,8 @@ def test_real_model_stacks(shared_models, name):
     path = shared_models / SHARED[name]
     model, record = load_model(path), suggest(path, shared_models)
     poses = np.array([OPEN, [0.0, 0.0, 0.0, 0.8, -0.6, 0.7], CLOSED])
-    with Renderer(model, head_bounds=record.head_bounds, size=128) as r:
+    drivers = schema_drivers(model, record.morphs)
+    with Renderer(model, head_bounds=record.head_bounds, size=128, drivers=drivers) as r:
         full = r.render_batch(poses)
         stacks = render_layers(r, model, {}, poses, full=full)
         raw = raw_layers(r, model, CLASSES, poses)

@@ -1,6 +1,7 @@
 """The GPU renderer on generated models and the demo character (real OpenGL via EGL)."""
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 from pathlib import Path
@@ -8,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+from annotator.binding import make_drivers, schema_drivers
+from manifests.schema import load_schema
 
 from renderer.model import (Bones, Deform, MaterialFlag, Materials, Model, Morph, MorphKind,
                             Vertices)
@@ -112,7 +116,7 @@ def covered(image: np.ndarray) -> np.ndarray:
     return image[..., 3] > 0
 
 
-REST = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+REST = None  # no drivers: nothing posed
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +179,10 @@ def _render_tube(bones: Bones, lower: int, upper: int, deform: Deform, pose, **o
     from renderer.renderer import Renderer
     model = tube_model(bones, lower, upper, deform, **options)
     # 32 pixels per unit, y = 1 on row 64, x = 0 between columns 63 and 64
-    with Renderer(model, head_bounds=(2.0, 0.0), size=128, max_degrees=90.0) as renderer:
+    neck, head = model.bones.find("首"), model.bones.find("頭")
+    drivers = make_drivers(load_schema("tha1"), {}, {"neck_z": [neck], "head_x": [head], "head_y": [head]})
+    drivers = dataclasses.replace(drivers, bone_radians=tuple(6 * r for r in drivers.bone_radians))  # 90 degrees at 1
+    with Renderer(model, head_bounds=(2.0, 0.0), size=128, drivers=drivers) as renderer:
         return covered(renderer.render(pose))
 
 
@@ -253,7 +260,7 @@ def test_sphere_maps_multiply_or_add_in_both_shadings(tmp_path, shading, mode, s
 
 GOLDEN = Path(__file__).parent / "golden"
 DEMO_POSES = {
-    "rest": REST,
+    "rest": [0, 0, 0, 0, 0, 0],
     "wink_left": [1, 0, 0, 0, 0, 0],
     "wink_right": [0, 1, 0, 0, 0, 0],
     "mouth_open": [0, 0, 1, 0, 0, 0],
@@ -265,10 +272,10 @@ DEMO_POSES = {
 @pytest.fixture(scope="module")
 def demo():
     from renderer.demo import DEMO_HEAD, demo_model
-    from renderer.renderer import MorphBinding, Renderer
+    from renderer.renderer import Renderer
     model = demo_model()
-    binding = MorphBinding(eye_left="ウィンク２", eye_right="ｳｨﾝｸ２右", mouth="あ")
-    with Renderer(model, head_bounds=DEMO_HEAD, morphs=binding, size=128) as renderer:
+    roles = {"wink_left": "ウィンク２", "wink_right": "ｳｨﾝｸ２右", "mouth_open": "あ"}
+    with Renderer(model, head_bounds=DEMO_HEAD, drivers=schema_drivers(model, roles), size=128) as renderer:
         yield renderer
 
 
@@ -374,7 +381,7 @@ def test_gpu_objects_are_made_once_and_released():
     renderer = Renderer(quads_model([(-1, 0, 0, 1, 0.0)]), head_bounds=(1.0, -1.0), size=32, msaa=4)
     renderer.render(REST)
     made = _live_gpu_objects()
-    renderer.render_batch([REST, [1, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0]])
+    renderer.render_batch(np.zeros((3, 0)))
     assert _live_gpu_objects() == made > before
     renderer.release()
     assert _live_gpu_objects() == before
@@ -408,9 +415,9 @@ def test_toon_edges_outline_the_silhouette():
 
 def test_one_morph_for_both_eyes_takes_the_larger_weight():
     from renderer.demo import DEMO_HEAD, demo_model
-    from renderer.renderer import MorphBinding, Renderer
-    binding = MorphBinding(eye_left="まばたき", eye_right="まばたき", mouth="あ")
-    with Renderer(demo_model(), head_bounds=DEMO_HEAD, morphs=binding, size=64) as renderer:
+    from renderer.renderer import Renderer
+    roles = {"wink_left": "まばたき", "wink_right": "まばたき", "mouth_open": "あ"}
+    with Renderer(demo_model(), head_bounds=DEMO_HEAD, drivers=schema_drivers(demo_model(), roles), size=64) as renderer:
         left, right, both, half = renderer.render_batch([[1, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0],
                                                          [1, 1, 0, 0, 0, 0], [1, 0.5, 0, 0, 0, 0]])
         rest = renderer.render(REST)
@@ -420,11 +427,12 @@ def test_one_morph_for_both_eyes_takes_the_larger_weight():
 
 def test_bad_pose_and_unknown_morph_are_clear_errors():
     from renderer.errors import ModelError
-    from renderer.renderer import MorphBinding, Renderer
+    from renderer.posing import Drivers
+    from renderer.renderer import Renderer
     model = quads_model([(-1, 0, 0, 1, 0.0)])
     with pytest.raises(ModelError, match="no morph named 'あ'"):
-        Renderer(model, morphs=MorphBinding(mouth="あ"))
-    with Renderer(model, size=16) as renderer:
+        Renderer(model, drivers=Drivers(size=1, morphs=("あ",), morph_param=(0,)))
+    with Renderer(model, size=16, drivers=Drivers(size=6)) as renderer:
         with pytest.raises(ValueError, match="6 finite numbers"):
             renderer.render([0, 0, 1])
         with pytest.raises(ValueError, match="out of range"):

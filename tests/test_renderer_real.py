@@ -27,15 +27,17 @@ POSED = [1.0, 0.0, 1.0, 0.6, 0.5, 0.8]
 @pytest.fixture(scope="module")
 def renders(shared_models) -> dict[str, dict[str, np.ndarray]]:
     from renderer.loader import load_model
-    from renderer.renderer import MorphBinding, Renderer
+    from annotator.binding import schema_drivers
+    from renderer.renderer import Renderer
 
     images = {}
     for name in CHARACTERS:
         model = load_model(shared_models / SHARED[name])
         head, morphs = HEADS[name]
         images[name] = {}
+        drivers = schema_drivers(model, dict(zip(("wink_left", "wink_right", "mouth_open"), morphs)))
         for shading in ("phong", "toon"):
-            with Renderer(model, head_bounds=head, morphs=MorphBinding(*morphs), size=SIZE, shading=shading,
+            with Renderer(model, head_bounds=head, drivers=drivers, size=SIZE, shading=shading,
                           edges=shading == "toon") as renderer:
                 rest, posed = renderer.render_batch([[0, 0, 0, 0, 0, 0], POSED])
             images[name][f"{shading} rest"], images[name][f"{shading} posed"] = rest, posed
@@ -90,11 +92,12 @@ def _eye_centroid(renderer, rotation: list[float]) -> np.ndarray:
 def test_pose_signs_on_a_real_model(shared_models, name):
     """DESIGN.md's signs, seen in the image (the character's left is the image's right)."""
     from renderer.loader import load_model
-    from renderer.renderer import MorphBinding, Renderer
+    from annotator.binding import schema_drivers
+    from renderer.renderer import Renderer
 
     model = load_model(shared_models / SHARED[name])
-    with Renderer(model, head_bounds=HEADS[name][0], morphs=MorphBinding("まばたき[left]", "まばたき[right]", "あ"),
-                  size=SIZE) as renderer:
+    roles = {"wink_left": "まばたき[left]", "wink_right": "まばたき[right]", "mouth_open": "あ"}
+    with Renderer(model, head_bounds=HEADS[name][0], drivers=schema_drivers(model, roles), size=SIZE) as renderer:
         rest = _eye_centroid(renderer, [0, 0, 0])
         turned_left = _eye_centroid(renderer, [0, 0, 1])  # head_y > 0
         looking_up = _eye_centroid(renderer, [0, 1, 0])  # head_x > 0
@@ -122,9 +125,9 @@ def test_phong_keeps_mmd_colours_and_sphere_maps_beside_toon(shared_models, arti
         for shading in ("phong", "toon"):
             with Renderer(model, size=192, shading=shading, edges=shading == "toon") as renderer:
                 camera = full_body_camera(model)
-                row.append(renderer.render([0] * 6, camera=camera))
+                row.append(renderer.render(None, camera=camera))
                 if name == "miku_m":
-                    hair = renderer.render([0] * 6, camera=camera, materials=[1])  # 材質2, sphere mikuhair.sph
+                    hair = renderer.render(None, camera=camera, materials=[1])  # 材質2, sphere mikuhair.sph
                     rgb = hair[hair[..., 3] > 0, :3].astype(float).mean(0)
                     assert rgb[1] > rgb[0] + 60 and rgb[2] > rgb[0] + 60, (shading, rgb)
         rows.append(np.concatenate(row, axis=1))

@@ -1,12 +1,15 @@
 """Forward kinematics, append bones, fixed axes and the pose -> bone mapping."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from annotator.binding import make_drivers
+from manifests.schema import BoneDriver, load_schema
 from renderer.errors import ModelError
 from renderer.model import BoneFlag, Bones, IKChain, IKLink
 from renderer.rotations import (
@@ -16,7 +19,8 @@ from renderer.rotations import (
 from renderer.loader import load_model
 from renderer.pmx_writer import write_pmx
 from renderer.renderer import Renderer
-from renderer.skeleton import Skeleton, head_pose_rotations
+from renderer.posing import rotations
+from renderer.skeleton import Skeleton
 from renderer.synthetic import Assembly, BoneSpec, MaterialSpec, cylinder, rigid
 from renderer.synthetic import make_bones as synthetic_bones
 
@@ -209,7 +213,7 @@ def test_twist_bones_naming_each_other_as_append_parents_load_pose_and_render(tm
     # evaluated; 捩3 = 40 + 20/2 reads 捩1's result. World rotations add up along the chain.
     assert [angle_about(q, X) for q in pose.rotations[2:]] == pytest.approx([20, 60, 110], abs=1e-3)
     with Renderer(model, size=32) as renderer:
-        assert renderer.render([0] * 6)[..., 3].any()
+        assert renderer.render(None)[..., 3].any()
 
 
 def test_out_of_range_parent_is_a_model_error() -> None:
@@ -229,6 +233,16 @@ def test_ik_bones_pose_like_any_bone() -> None:
 # Geometric checks of DESIGN.md's pose signs on the synthetic head (frame: y up,
 # x = character's left, z = front). The chin sits in front of and below 頭.
 CHIN, NOSE, TOP = np.array([0, 10.5, 0.8]), np.array([0, 11.3, 1.0]), np.array([0, 13.0, 0])
+
+
+def head_pose_rotations(neck: int, head: int, pose6, max_degrees: float = 15.0) -> dict[int, np.ndarray]:
+    """tha1's bone drivers (manifests/schemas/tha1.yaml) on these bone indices, angles scaled to ``max_degrees``."""
+    schema = load_schema("tha1")
+    scaled = dataclasses.replace(schema, parameters=tuple(
+        dataclasses.replace(p, driver=dataclasses.replace(p.driver, degrees=p.driver.degrees * max_degrees / 15))
+        if isinstance(p.driver, BoneDriver) else p for p in schema.parameters))
+    bones = {"neck_z": [neck if neck >= 0 else head], "head_x": [head], "head_y": [head]}
+    return rotations(make_drivers(scaled, {}, bones), pose6)
 
 
 def posed_point(pose6: list[float], point: np.ndarray, bone: str = "頭") -> np.ndarray:

@@ -98,7 +98,8 @@ def test_not_a_dataset_is_a_user_error(tmp_path):
     (lambda morphs: morphs.pop("check"), "no channel check recorded"),
     (lambda morphs: morphs["check"].update(ok=False, reasons=["eye_left: does not close the left eye"]),
      "channel check failed: eye_left: does not close the left eye"),
-    (lambda morphs: morphs.update(eye_right=morphs["eye_left"]), "two pose channels drive the same morph"),
+    (lambda morphs: morphs["morphs"].update(eye_right=morphs["morphs"]["eye_left"]),
+     "two pose channels drive the same morph"),
 ])
 def test_a_model_without_a_passing_channel_check_fails_verify(demo, tmp_path, change, message):
     copy, shard = damaged(demo, tmp_path)

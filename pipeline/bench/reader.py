@@ -60,10 +60,14 @@ def synthetic_images(n: int, size: int = 256, seed: int = 0) -> np.ndarray:
 def character_images(n: int, size: int = 256, seed: int = 0) -> tuple[np.ndarray, str]:
     """Rendered demo-character images when the renderer works here, else synthetic ones."""
     try:
+        from annotator.binding import bind_roles
+        from pipeline.demo import DEMO_MORPHS
         from pipeline.sampling import sample_poses
         from renderer import Renderer
         from renderer.demo import DEMO_HEAD, demo_model
-        with Renderer(demo_model(), head_bounds=DEMO_HEAD, size=size) as renderer:
+        demo = demo_model()
+        drivers = bind_roles(DEMO_MORPHS, model=demo).drivers
+        with Renderer(demo, head_bounds=DEMO_HEAD, drivers=drivers, size=size) as renderer:
             return renderer.render_batch(sample_poses(seed, "0" * 64, n)), "rendered demo character"
     except Exception as error:  # no EGL here, or the renderer is broken: still measure the reader
         return synthetic_images(n, size, seed), f"synthetic (renderer unavailable: {type(error).__name__})"

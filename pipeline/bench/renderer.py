@@ -40,7 +40,7 @@ def measure(model, size: int = 256, count: int = 200, msaa: int = 0, rounds: int
     from renderer.renderer import Renderer
 
     poses = sample_poses(count)
-    with Renderer(model, morphs=channel_binding(model), size=size, msaa=msaa) as renderer:
+    with Renderer(model, drivers=channel_binding(model), size=size, msaa=msaa) as renderer:
         out = np.empty((count, size, size, 4), np.uint8)
         renderer.render_batch(poses[:5])  # warm-up: shader compilation, first uploads
         full = bare = 0.0
@@ -75,11 +75,12 @@ def sample_poses(count: int, seed: int = 0) -> np.ndarray:
 
 
 def channel_binding(model):
-    """MorphBinding of the first standard morph name the model has for each channel."""
-    from renderer.renderer import MorphBinding
+    """tha1 drivers of the first standard morph name the model has for each channel."""
+    from annotator.binding import bind_roles
 
     names = [next((n for n in options if model.find_morph(n) >= 0), None) for options in CHANNEL_MORPHS]
-    return MorphBinding(*names)
+    roles = dict(zip(("wink_left", "wink_right", "mouth_open"), names))
+    return bind_roles(roles, model=model, strict=False).drivers
 
 
 def _meshes():

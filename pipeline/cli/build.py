@@ -22,7 +22,10 @@ from pipeline.cli import register_user_error
               help="Dask scheduler address (tcp://host:8786); without it --backend dask starts a local "
                    "cluster. Workers must see the models and --out at the same paths (a shared filesystem).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the pose sampling and the splits.")
-@click.option("--size", default=256, show_default=True, type=click.IntRange(min=8), help="Image side in pixels.")
+@click.option("--size", type=click.IntRange(min=8), help="Image side in pixels [default: the pose schema's, 256 for tha1].")
+@click.option("--pose-schema", default="tha1", show_default=True,
+              help="What a pose is: a preset (tha1: DESIGN.md's 6 numbers; tha3: THA3/THA4's 45 parameters, "
+                   "512 px) or a schema file (manifests/schema.py says its keys).")
 @click.option("--shard-size", default=1000, show_default=True, type=click.IntRange(min=1),
               help="Samples per shard at most (whole models are kept together when they fit).")
 @click.option("--layers", is_flag=True, help="Also render per-part layer stacks (needs pipeline.layers).")
@@ -51,8 +54,9 @@ from pipeline.cli import register_user_error
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
 def command(ctx: click.Context, manifest: str, out: str, poses: int | None, poses_per_model: int | None,
-            jobs: int, backend: str, scheduler: str | None, seed: int, size: int, shard_size: int,
-            layers: bool, layer_config: str | None, shading: str, jitter: bool, styles: str | None, gpus: tuple[str, ...], split_fractions: str,
+            jobs: int, backend: str, scheduler: str | None, seed: int, size: int | None, pose_schema: str,
+            shard_size: int, layers: bool, layer_config: str | None, shading: str, jitter: bool, styles: str | None,
+            gpus: tuple[str, ...], split_fractions: str,
             models_root: str | None, force: bool, quiet: bool) -> None:
     """Render sampled poses of every usable model into sharded HDF5 under --out.
 
@@ -66,6 +70,7 @@ def command(ctx: click.Context, manifest: str, out: str, poses: int | None, pose
     mmdsynth build -m m.jsonl -o data/ --poses 100000 --backend dask --scheduler tcp://host:8786
     mmdsynth build -m m.jsonl -o data/ --poses 100000 --jobs 8 --gpu 0,1 --shading toon
     mmdsynth build -m m.jsonl -o data/ --poses 100000 --layers --jitter --styles phong,toon,toon+edges
+    mmdsynth build -m m.jsonl -o data/ --poses 100000 --pose-schema tha3
     """
     from pipeline.build import BuildError, build
     from pipeline.plan import PlanError
@@ -79,9 +84,9 @@ def command(ctx: click.Context, manifest: str, out: str, poses: int | None, pose
     if scheduler and backend != "dask":
         raise click.UsageError("--scheduler needs --backend dask")
     report = build(manifest, out, poses, poses_per_model=poses_per_model, jobs=jobs, backend=backend,
-                   scheduler=scheduler, seed=seed, size=size, layers=layers, shard_size=shard_size,
-                   fractions=parse_fractions(split_fractions), models_root=models_root, force=force,
-                   progress=not quiet, shading=shading, gpus=parse_gpus(gpus),
+                   scheduler=scheduler, seed=seed, size=size, pose_schema=pose_schema, layers=layers,
+                   shard_size=shard_size, fractions=parse_fractions(split_fractions), models_root=models_root,
+                   force=force, progress=not quiet, shading=shading, gpus=parse_gpus(gpus),
                    layer_config=layer_config, jitter=jitter,
                    styles=[style.strip() for style in styles.split(",")] if styles else None)
     click.echo(report.summary())
