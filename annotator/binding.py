@@ -71,6 +71,7 @@ def bind_roles(roles: Mapping[str, str | None], available: Collection[str] | Non
     morphs: dict[str, str] = {}
     bones: dict[str, list[int]] = {}
     masked: list[str] = []
+    refused: list[str] = []
     for parameter in schema.parameters:
         driver = parameter.driver
         if isinstance(driver, MorphDriver):
@@ -91,10 +92,12 @@ def bind_roles(roles: Mapping[str, str | None], available: Collection[str] | Non
         else:
             what = "no driver"
         if parameter.required and strict:
-            raise RoleError("; ".join([*notes, f"{what}: the model cannot drive {parameter.name}"]))
+            refused.append(f"{what}: the model cannot drive {parameter.name}")
         if parameter.required:
             notes.append(f"{what}: {parameter.name} is not driven")
         masked.append(parameter.name)
+    if refused:
+        raise RoleError("; ".join([*notes, *refused]))
     drivers = make_drivers(schema, morphs, bones) if model is not None else None
     bone_names = {p: [model.bones.names[i] for i in found] for p, found in bones.items()} if model else {}
     return Binding(schema=schema.name, morphs=morphs, bones=bone_names, masked=masked, fallbacks=notes,
