@@ -192,7 +192,7 @@ def candidates(model: Model, probe: FaceProbe, key=lambda index: f"#{index}") ->
         offsets = evaluator.evaluate({index: 1.0}).vertex_offsets
         if not np.abs(offsets).any():
             continue
-        image = probe.render((0.0,) * 6, {key(index): 1.0})
+        image = probe.render(None, {key(index): 1.0})
         effect = effects[morph.name] = probe.measure(image)
         role, strength = classify(effect, lid_motion(offsets, positions, probe.face))
         if role is not None:
