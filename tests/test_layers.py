@@ -351,7 +351,6 @@ def test_one_hair_material_splits_into_front_and_back_hair():
     from annotator.parts import face_layers
     from pipeline.layers import composite_error
     from renderer import Renderer
-    from renderer.renderer import MorphBinding
 
     plain, model = demo_model(), merged(demo_model(), 10, 0)  # 前髪 into 後髪, named 髪
     model.materials.names[0] = "髪"
@@ -360,7 +359,7 @@ def test_one_hair_material_splits_into_front_and_back_hair():
     bangs = slice(plain.materials.index_count[0] // 3, model.materials.index_count[0] // 3)  # moved to 髪's end
     assert (after[bangs] == front).mean() > 0.9 and (after == back).sum() > 0.5 * (before == back).sum()
     poses = np.array([OPEN, CLOSED])
-    with Renderer(model, head_bounds=DEMO_HEAD, morphs=MorphBinding("ウィンク２", "ｳｨﾝｸ２右", "あ"), size=128) as r:
+    with Renderer(model, head_bounds=DEMO_HEAD, drivers=demo_drivers(model), size=128) as r:
         full = r.render_batch(poses)
         split = composite_error(raw_layers(r, model, CLASSES, poses), full)[:, 0]
         whole = [composite_error(render_alone_as(r, model, layer, poses), full)[:, 0] for layer in ("front hair", "back hair")]
@@ -380,14 +379,13 @@ def test_lids_inside_the_face_material_go_with_the_lashes_by_the_morph_that_clos
     from annotator.parts import face_layers
     from pipeline.layers import composite_error
     from renderer import Renderer
-    from renderer.renderer import MorphBinding
 
     model = merged(demo_model(), 9, 3)  # まぶた into 顔
     layers = face_layers(model)
     plain = face_layers(demo_model())
     lash = CLASSES.index("eyelash")
     assert (layers == lash).sum() >= 0.7 * (plain == lash).sum() and (layers == CLASSES.index("face")).any()
-    with Renderer(model, head_bounds=DEMO_HEAD, morphs=MorphBinding("ウィンク２", "ｳｨﾝｸ２右", "あ"), size=128) as r:
+    with Renderer(model, head_bounds=DEMO_HEAD, drivers=demo_drivers(model), size=128) as r:
         raw, full = raw_layers(r, model, CLASSES, np.array([WINK])), r.render_batch(np.array([WINK]))
     print("wink composite mean", composite_error(raw, full)[0, 0])
     assert composite_error(raw, full)[0, 0] < 1.0

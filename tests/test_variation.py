@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from annotator.binding import schema_drivers
+from pipeline.demo import DEMO_MORPHS
 from pipeline.variation import SCALE, SHIFT, Variation, VariationError, draw_jitter, draw_styles
 
 SHA = "ab" * 32
@@ -45,7 +47,6 @@ def test_full_image_and_layers_share_each_samples_jitter_and_style(varied):
     from pipeline.variation import STYLES as SHADINGS, sample_camera
     from renderer import Renderer
     from renderer.demo import DEMO_HEAD, demo_model
-    from renderer.renderer import MorphBinding
 
     root, _manifest = varied
     with shards.open_shard(root / "ds" / "shards" / "train-00000.h5") as f:
@@ -56,7 +57,7 @@ def test_full_image_and_layers_share_each_samples_jitter_and_style(varied):
     matched = []
     for i in range(len(pose)):
         shading, edges = SHADINGS[names[style[i]]]
-        with Renderer(model, head_bounds=DEMO_HEAD, morphs=MorphBinding("ウィンク２", "ｳｨﾝｸ２右", "あ"), size=64,
+        with Renderer(model, head_bounds=DEMO_HEAD, drivers=schema_drivers(model, DEMO_MORPHS), size=64,
                       shading=shading, edges=edges) as r:
             own, other = sample_camera(r.camera, jitter[i]), sample_camera(r.camera, jitter[i - 1])
             np.testing.assert_array_equal(r.render(pose[i], camera=own), posed[i])
