@@ -46,6 +46,7 @@ class Binding:
     masked: list[str] = field(default_factory=list)  # kept at their default: the image cannot show them
     fallbacks: list[str] = field(default_factory=list)
     check: dict[str, Any] | None = None  # the channel check's verdict and measurements, once made
+    found: dict[str, str] = field(default_factory=dict)  # schema role -> morph found by name (its effect is checked)
     drivers: Drivers | None = field(default=None, compare=False)  # the renderer's, when bound to a model
 
     def mask(self, schema: PoseSchema) -> np.ndarray:
@@ -54,20 +55,23 @@ class Binding:
 
     def to_json(self) -> str:
         data = {"schema": self.schema, "morphs": self.morphs, "bones": self.bones, "masked": self.masked,
-                "fallbacks": self.fallbacks, "check": self.check}
+                "fallbacks": self.fallbacks, "check": self.check, "found": self.found}
         return json.dumps(data, ensure_ascii=False, sort_keys=True)
 
 
 def bind_roles(roles: Mapping[str, str | None], available: Collection[str] | None = None, *,
-               schema: PoseSchema | None = None, model: Model | None = None, strict: bool = True) -> Binding:
+               schema: PoseSchema | None = None, model: Model | None = None, strict: bool = True,
+               rejected: Mapping[str, str] | None = None) -> Binding:
     """Bind every parameter of ``schema`` (tha1 by default). ``available`` (the model's morph names)
     enables checks and roles found by name; ``model`` (which implies them) also binds bones and
     makes the renderer's :class:`Drivers`. ``strict`` False masks a required parameter the model
-    cannot drive instead of refusing the model (previews)."""
+    cannot drive instead of refusing the model (previews). ``rejected`` ({role: why}) are schema roles
+    whose morph, found by name, was seen not to do what the role means: they count as absent."""
     schema = schema or load_schema()
     if model is not None and available is None:
         available = [morph.name for morph in model.morphs]
-    notes: list[str] = []
+    notes = [f"{role}: not driven ({why})" for role, why in (rejected or {}).items()]
+    found: dict[str, str] = {}
     morphs: dict[str, str] = {}
     bones: dict[str, list[int]] = {}
     masked: list[str] = []
@@ -75,16 +79,16 @@ def bind_roles(roles: Mapping[str, str | None], available: Collection[str] | Non
     for parameter in schema.parameters:
         driver = parameter.driver
         if isinstance(driver, MorphDriver):
-            name = _morph(parameter.name, driver, roles, available, schema, notes)
+            name = _morph(parameter.name, driver, roles, available, schema, notes, found, rejected or {})
             if name:
                 morphs[parameter.name] = name
                 continue
             what = f"no {' or '.join(_plain(driver.roles))} morph"
         elif isinstance(driver, BoneDriver) and model is not None:
-            found = next((indices for indices in ([BONES[b](model) for b in option] for option in driver.bones)
-                          if min(indices) >= 0), None)
-            if found:
-                bones[parameter.name] = found
+            chosen = next((indices for indices in ([BONES[b](model) for b in option] for option in driver.bones)
+                           if min(indices) >= 0), None)
+            if chosen:
+                bones[parameter.name] = chosen
                 continue
             what = f"no {' or '.join('+'.join(option) for option in driver.bones)} bone"
         elif isinstance(driver, BoneDriver):
@@ -93,15 +97,15 @@ def bind_roles(roles: Mapping[str, str | None], available: Collection[str] | Non
             what = "no driver"
         if parameter.required and strict:
             refused.append(f"{what}: the model cannot drive {parameter.name}")
-        if parameter.required:
+        if parameter.required and not strict:
             notes.append(f"{what}: {parameter.name} is not driven")
         masked.append(parameter.name)
     if refused:
         raise RoleError("; ".join([*notes, *refused]))
     drivers = make_drivers(schema, morphs, bones) if model is not None else None
-    bone_names = {p: [model.bones.names[i] for i in found] for p, found in bones.items()} if model else {}
+    bone_names = {p: [model.bones.names[i] for i in indices] for p, indices in bones.items()} if model else {}
     return Binding(schema=schema.name, morphs=morphs, bones=bone_names, masked=masked, fallbacks=notes,
-                   drivers=drivers)
+                   drivers=drivers, found=found)
 
 
 def _plain(roles: tuple[str, ...]) -> list[str]:
@@ -109,11 +113,14 @@ def _plain(roles: tuple[str, ...]) -> list[str]:
 
 
 def _morph(parameter: str, driver: MorphDriver, roles: Mapping[str, str | None],
-           available: Collection[str] | None, schema: PoseSchema, notes: list[str]) -> str | None:
+           available: Collection[str] | None, schema: PoseSchema, notes: list[str], found: dict[str, str],
+           rejected: Mapping[str, str]) -> str | None:
     """The first of the driver's roles the model has, a ``[side]`` role as that side's half."""
     for k, wanted in enumerate(driver.roles):
         role, side = parse_sided(wanted)
-        name = _role_morph(role, roles, available, schema, notes)
+        name = None if role in rejected else _role_morph(role, roles, available, schema, notes)
+        if name and role in schema.roles and role not in roles:
+            found[role] = name
         if not name:
             continue
         if not side or parse_sided(name)[1]:

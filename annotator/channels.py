@@ -1,5 +1,10 @@
 """The channel check: does each pose channel do, on the render, what its label says?
 
+Roles a schema finds by MMD's names (THA3's eyebrows, eye shapes, vowels) are checked too:
+a brow morph may not close an eye or move the mouth, an eye-shape morph must change the
+eyes, a mouth morph the mouth and not the eyes; a morph that fails is not driven (its
+parameters are masked), where a failing channel refuses the model.
+
 The checked channels are the pose schema's parameters with a ``check``: tha1's eye_left = 1
 (tha3's eye_wink_left) must close the character's left eye (the image's right) and nothing
 else, eye_right the right eye, mouth = 1 (mouth_aaa) must open the mouth; each may change
@@ -21,6 +26,7 @@ from manifests.schema import PoseSchema, load_schema
 from renderer.model import Model
 
 SIZE = 160  # close-up size of the check's renders
+SHOWS = 0.05  # a role's morph that changes less than this (eye areas) on the close-up shows nothing
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class ChannelReport:
     """Per channel the verdict and its measurements; ``ok`` only when every channel passes."""
 
     results: tuple[ChannelResult, ...]
+    roles: tuple[tuple[str, str | None], ...] = ()  # (schema role found by name, why its morph is refused or None)
 
     @property
     def ok(self) -> bool:
@@ -45,10 +52,16 @@ class ChannelReport:
     def reasons(self) -> list[str]:
         return [f"{r.channel}: {r.reason}" for r in self.results if not r.ok]
 
+    @property
+    def rejected_roles(self) -> dict[str, str]:
+        """Schema roles whose morph does not do what the role means: {role: why}."""
+        return {role: reason for role, reason in self.roles if reason}
+
     def to_dict(self) -> dict:
         return {"ok": self.ok, "reasons": self.reasons,
                 "channels": {r.channel: {"ok": r.ok, "reason": r.reason, **r.effect.to_dict()}
-                             for r in self.results}}
+                             for r in self.results},
+                "roles": dict(self.roles)}
 
 
 def judge(check: str, effect: Effect) -> str | None:
@@ -69,6 +82,26 @@ def judge(check: str, effect: Effect) -> str | None:
     if effect.mouth_changed > MOUTH_ALSO:
         return f"also changes the mouth ({effect.mouth_changed:.2f} eye areas)"
     return _outside(effect)
+
+
+def judge_role(effect_kind: str, effect: Effect, area: float) -> str | None:
+    """Why a morph found by name does not do what a role of ``effect_kind`` (brow, eyes, mouth) means."""
+    if area < SHOWS:
+        return f"changes nothing visible on the face ({area:.2f} eye areas)"
+    mouth = effect.opened >= OPENED or effect.mouth_changed > MOUTH_ALSO
+    if effect_kind == "brow":
+        if max(effect.hidden) > OTHER_EYE:
+            return f"closes an eye ({max(effect.hidden):.0%} of it hidden)"
+        return "changes the mouth" if mouth else None
+    if effect_kind == "eyes":
+        if max(effect.changed) < EYES_STILL:
+            return f"does not change the eyes ({max(effect.changed):.0%} of an eye box)"
+        return "changes the mouth" if mouth else None
+    if effect.mouth_changed < SHOWS:
+        return f"does not change the mouth ({effect.mouth_changed:.2f} eye areas)"
+    if max(effect.changed) > OTHER_CHANGED:
+        return f"also changes the eyes ({max(effect.changed):.0%} of an eye box)"
+    return None
 
 
 def _outside(effect: Effect) -> str | None:
@@ -101,7 +134,11 @@ def check_channels(probe: FaceProbe, binding: Binding, schema: PoseSchema) -> Ch
         effect = probe.pose_effect(channel_pose(schema, name))
         reason = judge(check, effect)
         results.append(ChannelResult(name, reason is None, reason, effect))
-    return ChannelReport(tuple(results))
+    roles = []
+    for role, morph in binding.found.items():
+        image = probe.render(None, {morph: 1.0})
+        roles.append((role, judge_role(schema.roles[role].effect, probe.measure(image), probe.changed_area(image))))
+    return ChannelReport(tuple(results), tuple(roles))
 
 
 def check_model(model: Model, head: tuple[float, float], binding: Binding, schema: PoseSchema | None = None,

@@ -100,6 +100,10 @@ class FaceProbe:
         """The effect of a pose through the renderer's own morph binding."""
         return self.measure(self.render(pose))
 
+    def changed_area(self, image: np.ndarray) -> float:
+        """Everything that changed from rest, in eye areas: an eyebrow's motion, which no landmark box holds."""
+        return float(_changed(self.rest, image).sum()) / self._eye_area
+
     def measure(self, image: np.ndarray) -> Effect:
         changed = _changed(self.rest, image)
         skin = self._is_skin(image)

@@ -618,7 +618,7 @@ def _render_slice(work: pieces.ShardWork, todo: list[pieces.Piece], piece: Model
         raise ValueError(f"the file changed since it was annotated (sha256 {model.sha256[:12]}, "
                          f"manifest {piece.sha256[:12]})")
     schema = settings.schema
-    binding = checked(bind_roles(piece.morphs, schema=schema, model=model), model, piece.head, schema)
+    binding = checked(piece.morphs, model, piece.head, schema)
     mask = binding.mask(schema)
     poses = sample_poses(settings.seed, piece.key, np.arange(piece.start, piece.start + piece.count), schema, mask)
     rest_values = rest_pose(schema)
@@ -657,16 +657,20 @@ class ChannelCheckError(ValueError):
     """A model's pose channels do not do what their labels say: it is not shipped."""
 
 
-def checked(binding: Binding, model: Any, head: tuple[float, float], schema: PoseSchema) -> Binding:
-    """``binding`` with its passing channel check attached; ChannelCheckError when it fails.
+def checked(roles: dict[str, str | None], model: Any, head: tuple[float, float], schema: PoseSchema) -> Binding:
+    """The model's binding with its passing channel check attached; ChannelCheckError when it fails.
+    Roles found by name whose morph does not do what they mean are left undriven (masked).
 
     The check renders its own close-ups at a fixed size, whatever the dataset's image size.
     """
     from annotator.channels import check_model
 
+    binding = bind_roles(roles, schema=schema, model=model)
     report = check_model(model, head, binding, schema)
     if not report.ok:
         raise ChannelCheckError("channel check failed: " + "; ".join(report.reasons))
+    if report.rejected_roles:
+        binding = bind_roles(roles, schema=schema, model=model, rejected=report.rejected_roles)
     return dataclasses.replace(binding, check=report.to_dict())
 
 
