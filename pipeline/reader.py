@@ -24,6 +24,8 @@ of the sample's model. ``to_chw`` turns images into float32 CHW for a network.
 from __future__ import annotations
 
 import bisect
+import multiprocessing.context
+import multiprocessing.sharedctypes
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -354,6 +356,12 @@ class StreamingDataset:
     always a prefix of the rank's sequence, and ``position`` (samples consumed) resumes
     an epoch without repeating or skipping, with or without workers.
 
+    ``epoch`` and ``position`` live in shared memory, which loader workers inherit (fork)
+    or receive when they start (spawn), so ``set_epoch`` and ``load_state_dict`` in the
+    trainer reach workers that persist across epochs (``persistent_workers=True``). A
+    DataLoader whose ``batch_size`` differs from this one's, with several workers, would
+    make a resume repeat and skip samples: its workers refuse it with a ValueError.
+
     Import torch before creating one: it then registers itself as a torch
     ``IterableDataset``, which is how a DataLoader knows to iterate it.
     """
@@ -367,8 +375,36 @@ class StreamingDataset:
         self.dataset = Dataset(root, split, fields, transform)
         self.seed, self.shuffle, self.rank, self.world_size = seed, shuffle, rank, world_size
         self.drop_last, self.batch_size = drop_last, max(1, int(batch_size))
-        self.epoch, self.position = 0, 0
+        self._shared = multiprocessing.sharedctypes.RawArray("q", 2)  # epoch, position
         _register_with_torch()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._shared[0])
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._shared[0] = int(value)
+
+    @property
+    def position(self) -> int:
+        """Samples of this epoch already consumed (advanced by iteration outside loader workers)."""
+        return int(self._shared[1])
+
+    @position.setter
+    def position(self, value: int) -> None:
+        self._shared[1] = int(value)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        if multiprocessing.context.get_spawning_popen() is None:  # an ordinary pickle: nobody to share with
+            state["_shared"] = list(self._shared)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if isinstance(self._shared, list):
+            self._shared = multiprocessing.sharedctypes.RawArray("q", self._shared)
 
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` from its beginning (call before each epoch, as with DistributedSampler)."""
@@ -409,20 +445,37 @@ class StreamingDataset:
         run = np.arange(len(remaining)) // self.batch_size
         return remaining[run % num_workers == worker_id]
 
-    def iterate(self, worker_id: int = 0, num_workers: int = 1) -> Iterator[Sample]:
+    def iterate(self, worker_id: int = 0, num_workers: int = 1, track: bool | None = None) -> Iterator[Sample]:
         """The samples of one worker, read a run of ``batch_size`` at a time; ``position``
-        advances (per sample yielded) only when running without workers."""
+        advances (per sample yielded) when ``track``, by default when running without workers."""
+        track = num_workers == 1 if track is None else track
         order = self.worker_order(worker_id, num_workers)
         for start in range(0, len(order), self.batch_size):
             for sample in self.dataset.get_samples(order[start:start + self.batch_size]):
-                if num_workers == 1:
+                if track:
                     self.position += 1
                 yield sample
-        if num_workers == 1:
+        if track:
             self.position = 0
 
     def __iter__(self) -> Iterator[Sample]:
-        return self.iterate(*_worker())
+        worker_id, num_workers = _worker()
+        if not _in_worker():
+            return self.iterate(track=True)
+        return self._iterate_in_worker(worker_id, num_workers)
+
+    def _iterate_in_worker(self, worker_id: int, num_workers: int) -> Iterator[Sample]:
+        """A loader worker's samples; the shared position is the trainer's to keep."""
+        samples = self.iterate(worker_id, num_workers, track=False)
+        first = next(samples, None)
+        loader_batch = _loader_batch_size()
+        if num_workers > 1 and loader_batch not in (None, self.batch_size):
+            raise ValueError(f"the DataLoader's batch_size {loader_batch} differs from StreamingDataset's "
+                             f"batch_size {self.batch_size}: with {num_workers} workers a resume would repeat "
+                             f"and skip samples; give both the same batch_size")
+        if first is not None:
+            yield first
+            yield from samples
 
 
 def _register_with_torch() -> None:
@@ -431,6 +484,24 @@ def _register_with_torch() -> None:
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.utils.data.IterableDataset.register(StreamingDataset)
+
+
+def _in_worker() -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.utils.data.get_worker_info() is not None
+
+
+def _loader_batch_size() -> int | None:
+    """The batch size of the DataLoader iterating us from this worker, or None when unknown.
+
+    torch does not tell a dataset (its worker info has no batch size), but its iterable
+    fetcher asks for a batch by calling ``next`` on our iterator with the batch's index
+    list in hand: two frames up from this function, while our generator runs for it."""
+    frame = sys._getframe(2)
+    if frame is None or frame.f_code.co_name != "fetch":
+        return None
+    index = frame.f_locals.get("possibly_batched_index")
+    return len(index) if isinstance(index, list) else None
 
 
 def _worker() -> tuple[int, int]:

@@ -72,3 +72,43 @@ def test_reader_does_not_import_torch():
             "bad = [m for m in ('torch', 'dask', 'moderngl', 'renderer') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def loader_ids(loader) -> list[int]:
+    return [int(i) for batch in loader for i in batch["sample_id"]]
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_epochs_and_resume_reach_workers(root, context, persistent):
+    """set_epoch and load_state_dict in the trainer reach the workers, persistent ones too:
+    each epoch in its own order exactly once, and after a mid-epoch resume every later
+    epoch whole."""
+    stream = StreamingDataset(root, fields=("pose",), seed=5, batch_size=3)
+    reference = StreamingDataset(root, fields=("pose",), seed=5, batch_size=3)
+    loader = DataLoader(stream, batch_size=3, num_workers=2, multiprocessing_context=context,
+                        persistent_workers=persistent)
+
+    def epoch_order(epoch: int) -> list[int]:
+        reference.set_epoch(epoch)
+        full = reference.worker_order(0, 2).tolist(), reference.worker_order(1, 2).tolist()
+        runs = [[ids[i:i + 3] for i in range(0, len(ids), 3)] for ids in full]
+        return [i for r in range(max(map(len, runs))) for ids in runs if r < len(ids) for i in ids[r]]
+
+    stream.set_epoch(1)
+    assert loader_ids(loader) == epoch_order(1) != epoch_order(2)
+    stream.load_state_dict({"epoch": 2, "position": 6})  # two batches of epoch 2 were consumed before a crash
+    assert loader_ids(loader) == epoch_order(2)[6:]
+    stream.set_epoch(3)
+    assert loader_ids(loader) == epoch_order(3)
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_a_loader_batch_size_other_than_the_streams_is_refused(root, context):
+    stream = StreamingDataset(root, fields=("pose",), seed=5, batch_size=3)
+    loader = DataLoader(stream, batch_size=4, num_workers=2, multiprocessing_context=context)
+    with pytest.raises(ValueError, match="batch_size 4 differs from StreamingDataset's batch_size 3"):
+        loader_ids(loader)
+    if context == "fork":  # one worker keeps the order whatever the batch size
+        single = DataLoader(stream, batch_size=4, num_workers=1, multiprocessing_context=context)
+        assert sorted(loader_ids(single)) == list(range(sum(TRAIN_SHARDS)))
