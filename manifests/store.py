@@ -1,8 +1,10 @@
 """Manifest files: reading, and merging records in safely while others write too.
 
-Writers take an exclusive ``flock`` on ``<manifest>.lock``, re-read the file under the
-lock, merge, and replace the file atomically (temp file, fsync, rename, fsync of the
-folder), so a crash leaves either the old or the new manifest, never a partial one.
+Writers take an exclusive ``flock`` on the manifest's folder (no lock file is left
+behind), re-read the file under the lock, merge, and replace the file atomically (temp
+file, fsync, rename, fsync of the folder), so a crash leaves either the old or the new
+manifest, never a partial one. The new file keeps the old one's permissions, or gets
+the umask's (as any new file would).
 
 A manifest may start with a header line ``{"models_root": "../models"}``: the folder its
 model paths are relative to, itself relative to the manifest's folder, so that the
@@ -172,19 +174,37 @@ def default_models_root(manifest_path: str | os.PathLike) -> Path:
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock for writers of ``path``: a ``flock`` on its folder (closing the
+    descriptor releases it, so nothing is left on disk)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _new_file_mode(path: Path) -> int:
+    """The mode ``path`` has, or the one a new file gets under this process's umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        pass
+    try:  # Linux: read the umask without the race of setting it to read it
+        status = Path("/proc/self/status").read_text()
+        mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` so that a reader or a crash sees the old file or the new, never half."""
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _new_file_mode(path))  # mkstemp makes 0600 whatever the umask
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             file.write(text)
             file.flush()

@@ -100,7 +100,7 @@ def test_crash_before_rename_leaves_the_old_file(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         upsert_records(path, [make("b.pmd")])
     assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.jsonl", "m.jsonl.lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.jsonl"]
 
 
 def _writer(path: str, prefix: str) -> None:
@@ -125,3 +125,20 @@ def test_sha256(tmp_path):
     path = tmp_path / "x.bin"
     path.write_bytes(b"abc")
     assert model_sha256(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_files_follow_the_umask_keep_their_mode_and_leave_no_lock(tmp_path):
+    from pipeline.shards import FORMAT_VERSION, write_index
+
+    mask = os.umask(0o022)
+    try:
+        upsert_records(tmp_path / "m.jsonl", [make("a.pmd")])
+        write_index(tmp_path / "ds", {"format_version": FORMAT_VERSION, "shards": []})
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "m.jsonl").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "ds" / "index.json").stat().st_mode & 0o777 == 0o644
+    (tmp_path / "m.jsonl").chmod(0o664)  # shared with a group: stays so
+    upsert_records(tmp_path / "m.jsonl", [make("b.pmd")])
+    assert (tmp_path / "m.jsonl").stat().st_mode & 0o777 == 0o664
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "m.jsonl"]  # no .lock, no .tmp
