@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from importlib import resources
+import weakref
 from typing import Iterable, Mapping, Sequence
 
 import moderngl
@@ -86,6 +87,9 @@ class Renderer:
         self._ctx = get_context(gpu)
         self._objects: list = []
         self._textures = TextureCache(self._ctx)
+        # a renderer dropped without release() frees its GPU objects when collected, not at exit
+        self._release = weakref.finalize(self, _release_gpu_objects, self._objects, self._textures)
+        self._release.atexit = False  # the context may be gone by then
         try:
             self._build_programs()
             self._build_buffers()
@@ -138,11 +142,9 @@ class Renderer:
         return out
 
     def release(self) -> None:
-        """Free every GPU object this renderer made (the shared context stays)."""
-        for obj in reversed(self._objects):
-            obj.release()
-        self._objects.clear()
-        self._textures.release()
+        """Free every GPU object this renderer made (the shared context stays); garbage
+        collection does the same for a renderer nobody released."""
+        self._release()
 
     def __enter__(self) -> Renderer:
         return self
@@ -376,3 +378,11 @@ def _source(*names: str, defines: Sequence[str] = ()) -> str:
     folder = resources.files("renderer") / "shaders"
     lines = ["#version 430", f"#define MMD_LIGHT {MMD_LIGHT:.9f}", *(f"#define {d}" for d in defines)]
     return "\n".join(lines + [(folder / name).read_text(encoding="utf-8") for name in names])
+
+
+def _release_gpu_objects(objects: list, textures: TextureCache) -> None:
+    """What releasing a Renderer frees; holds no reference to the renderer itself."""
+    for obj in reversed(objects):
+        obj.release()
+    objects.clear()
+    textures.release()

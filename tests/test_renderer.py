@@ -530,3 +530,25 @@ def test_context_is_one_per_process_and_a_forked_child_gets_a_clear_error():
     message = results.get(timeout=60)
     child.join(timeout=60)
     assert "forked" in message and "spawn" in message
+
+
+def test_a_renderer_dropped_without_release_frees_its_gpu_objects():
+    import moderngl
+
+    from renderer.renderer import Renderer
+
+    kinds = (moderngl.Buffer, moderngl.Texture, moderngl.Framebuffer, moderngl.Renderbuffer,
+             moderngl.VertexArray, moderngl.Program)
+
+    def live() -> set[int]:
+        return {id(obj) for obj in kept if type(obj.mglo).__name__ != "InvalidObject"}
+
+    gc.collect()
+    renderer = Renderer(quads_model([(-1, 0, 0, 1, 0.0)]), head_bounds=(1.0, -1.0), size=32)
+    renderer.render(REST)
+    kept = [obj for obj in gc.get_objects() if isinstance(obj, kinds)]  # alive: only a release() invalidates them
+    before = live()
+    del renderer
+    gc.collect()
+    freed = before - live()
+    assert len(freed) >= 5, f"{len(freed)} of {len(before)} GPU objects freed"
