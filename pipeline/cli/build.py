@@ -63,7 +63,8 @@ def command(ctx: click.Context, manifest: str, out: str, poses: int | None, pose
     Per model a rest image, per pose an expression image and a posed image. Resumable:
     rerun the same command after a crash and only missing shards are rendered; a
     changed config is refused unless --force. A model that fails to load or render is
-    reported and skipped (exit status 1); bad input exits with status 2.
+    reported and skipped (exit status 1); bad input exits with status 2, a full disk
+    with 3 (temporary files removed), Ctrl-C with 130 and SIGTERM with 143.
 
     \b
     mmdsynth build -m manifests/mine.jsonl -o data/ --poses 100000 --jobs 8
