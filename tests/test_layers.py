@@ -389,3 +389,18 @@ def test_lids_inside_the_face_material_go_with_the_lashes_by_the_morph_that_clos
         raw, full = raw_layers(r, model, CLASSES, np.array([WINK])), r.render_batch(np.array([WINK]))
     print("wink composite mean", composite_error(raw, full)[0, 0])
     assert composite_error(raw, full)[0, 0] < 1.0
+
+
+def test_coarse_preset_by_name(tmp_path):
+    """--layer-config coarse: the earlier 11 layers, named so in the shard, and the stacks still add up."""
+    from pipeline import shards
+    from pipeline.build import build
+    from pipeline.demo import write_demo_manifest
+    from pipeline.verify import verify
+
+    assert load_config("coarse") is COARSE and load_config("see-through") is PRESETS["see-through"]
+    _model, manifest = write_demo_manifest(tmp_path)
+    build(manifest, tmp_path / "ds", 2, size=48, layers=True, layer_config="coarse", progress=False, sheets=False)
+    with shards.open_shard(next((tmp_path / "ds" / "shards").glob("*.h5"))) as f:
+        assert list(f["layers/names"].asstr()[:]) == list(LAYERS) and f["layers/names"].attrs["taxonomy"] == "coarse"
+    assert verify(tmp_path / "ds") == []

@@ -82,3 +82,15 @@ def test_varied_build_verifies_and_the_reader_serves_jitter_and_style(varied):
     assert verify(root / "ds") == []
     sample = Dataset(root / "ds", fields=("posed", "jitter", "style", "layers/posed"))[2]
     assert sample["jitter"].shape == (3,) and sample["style"] in (0, 1, 2)
+
+
+def test_bad_styles_on_the_command_line_are_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from pipeline.demo import write_demo_manifest
+
+    _model, manifest = write_demo_manifest(tmp_path)
+    run = subprocess.run([sys.executable, "-c", "from pipeline.cli import main; main()", "build", "-m", str(manifest), "-o", str(tmp_path / "ds"),
+                          "--poses", "2", "--styles", "phong,sketch", "-q"], capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and "--styles takes distinct styles" in run.stderr
