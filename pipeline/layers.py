@@ -107,13 +107,20 @@ def unpremultiply(rgba: np.ndarray) -> np.ndarray:
 def composite(stacks: np.ndarray) -> np.ndarray:
     """(..., L, H, W, 4) uint8 straight-alpha layers -> (..., H, W, 4) uint8: "over" in draw order.
 
-    Accumulates premultiplied colour one layer at a time (memory: one image per stack).
+    Accumulates premultiplied colour one layer at a time, within the box each layer covers
+    (a class covers a small part of the canvas, most classes none).
     """
     stacks = np.asarray(stacks)
     total = np.zeros((*stacks.shape[:-4], *stacks.shape[-3:]), np.float32)
     for layer in range(stacks.shape[-4]):
-        source = premultiply(stacks[..., layer, :, :, :])
-        total = source + total * (1.0 - source[..., 3:])
+        image = stacks[..., layer, :, :, :]
+        rows = np.flatnonzero(image[..., 3].reshape(-1, *image.shape[-3:-1]).any(axis=(0, 2)))
+        if not len(rows):
+            continue
+        cols = np.flatnonzero(image[..., rows[0]:rows[-1] + 1, :, 3].reshape(-1, image.shape[-2]).any(axis=0))
+        box = (..., slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1), slice(None))
+        source = premultiply(image[box])
+        total[box] = source + total[box] * (1.0 - source[..., 3:])
     return unpremultiply(total)
 
 
