@@ -24,6 +24,7 @@ COMMANDS = {
     "build": "the batch job: poses -> sharded HDF5 (resumable)",
     "inspect": "summary of a built dataset",
     "verify": "integrity check of a built dataset",
+    "export": "a built dataset as PNG folders or WebDataset tars, with poses as CSV",
     "layers": "Live2D-style layer tools (import dumps)",
     "bench": "throughput figures beside their references",
 }

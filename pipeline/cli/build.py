@@ -42,6 +42,9 @@ from pipeline.cli import register_user_error
 @click.option("--styles", metavar="STYLE[,STYLE...]",
               help="Pick each sample's shading at random from these (phong, toon, toon+edges; stored per "
                    "sample as style); replaces --shading; the rest image uses the first.")
+@click.option("--framing", type=click.Choice(["head", "full-body"]), default="head", show_default=True,
+              help="DESIGN.md's head framing (head top and chin on the middle half of the height), or the "
+                   "whole model centred (for full-body trainers).")
 @click.option("--gpu", "gpus", multiple=True, metavar="N[,N...]",
               help="EGL device index to render on; repeat it or give a comma list to spread the shards "
                    "over several GPUs [default: the default device]. Not part of the config: a build may "
@@ -56,7 +59,7 @@ from pipeline.cli import register_user_error
 def command(ctx: click.Context, manifest: str, out: str, poses: int | None, poses_per_model: int | None,
             jobs: int, backend: str, scheduler: str | None, seed: int, size: int | None, pose_schema: str,
             shard_size: int, layers: bool, layer_config: str | None, shading: str, jitter: bool, styles: str | None,
-            gpus: tuple[str, ...], split_fractions: str,
+            framing: str, gpus: tuple[str, ...], split_fractions: str,
             models_root: str | None, force: bool, quiet: bool) -> None:
     """Render sampled poses of every usable model into sharded HDF5 under --out.
 
@@ -88,7 +91,7 @@ def command(ctx: click.Context, manifest: str, out: str, poses: int | None, pose
                    scheduler=scheduler, seed=seed, size=size, pose_schema=pose_schema, layers=layers,
                    shard_size=shard_size, fractions=parse_fractions(split_fractions), models_root=models_root,
                    force=force, progress=not quiet, shading=shading, gpus=parse_gpus(gpus),
-                   layer_config=layer_config, jitter=jitter,
+                   layer_config=layer_config, jitter=jitter, framing=framing,
                    styles=[style.strip() for style in styles.split(",")] if styles else None)
     click.echo(report.summary())
     if report.failed:
