@@ -1,4 +1,8 @@
-"""What trainers import: map-style and streaming access to built shards, without torch.
+"""What trainers import: map-style and streaming access to built shards; torch is optional.
+
+Importing this module never imports torch. When torch is installed, creating a Dataset
+or StreamingDataset imports it and makes the object a real ``torch.utils.data.Dataset``
+/ ``IterableDataset`` (``TorchAware``); ``Dataset.loader`` is the fast DataLoader recipe.
 
 Both classes are safe in PyTorch DataLoader workers under fork and spawn: no HDF5 file
 is kept open and no thread started until the first read in a process, handles and the
@@ -24,10 +28,12 @@ of the sample's model. ``to_chw`` turns images into float32 CHW for a network.
 from __future__ import annotations
 
 import bisect
+import importlib.util
 import multiprocessing.context
 import multiprocessing.sharedctypes
 import os
 import sys
+import types
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -96,7 +102,70 @@ class Check(NamedTuple):
     origin: str  # "file: dataset[row]", for errors
 
 
-class Dataset:
+class TorchAware:
+    """Makes its subclasses real torch datasets when torch is installed, without this module
+    importing torch at import time (trainers without torch read shards too).
+
+    Creating an instance imports torch if it is installed and returns an instance of a
+    subclass that also derives from torch's ``TORCH_BASE`` (``Dataset`` or
+    ``IterableDataset``), whatever the order of imports: ``isinstance`` checks, ``+`` (a
+    ConcatDataset) and a DataLoader's choice of map-style or iterable all work. Pickling
+    (spawn workers) goes through the plain class, so a child without torch gets a plain one.
+    """
+
+    TORCH_BASE = "Dataset"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        return object.__new__(_torch_variant(cls))
+
+    def __reduce_ex__(self, protocol: Any) -> tuple:
+        getstate = getattr(self, "__getstate__", None)  # object has one from Python 3.11 on
+        return _rebuild, (_plain(type(self)), getstate() if getstate else dict(self.__dict__))
+
+
+_VARIANTS: dict[type, type] = {}
+
+
+def _torch_module() -> Any:
+    """torch when installed (imported now if need be), else None; ``sys.modules["torch"] = None``
+    (Python's way to block an import) counts as not installed."""
+    if "torch" in sys.modules:
+        return sys.modules["torch"]
+    if importlib.util.find_spec("torch") is None:
+        return None
+    import torch
+
+    return torch
+
+
+def _torch_variant(cls: type) -> type:
+    """``cls``, or (torch installed) its cached subclass deriving from torch's base as well."""
+    torch = _torch_module()
+    if torch is None:
+        return cls
+    base = getattr(torch.utils.data, cls.TORCH_BASE)
+    if issubclass(cls, base):
+        return cls
+    if cls not in _VARIANTS:
+        _VARIANTS[cls] = types.new_class(cls.__name__, (cls, base), exec_body=lambda ns: ns.update(
+            __module__=cls.__module__, __qualname__=cls.__qualname__, __doc__=cls.__doc__, _plain_class=cls))
+    return _VARIANTS[cls]
+
+
+def _plain(cls: type) -> type:
+    return cls.__dict__.get("_plain_class", cls)
+
+
+def _rebuild(cls: type, state: dict) -> Any:
+    instance = cls.__new__(cls)
+    if hasattr(instance, "__setstate__"):
+        instance.__setstate__(state)
+    else:
+        instance.__dict__.update(state)
+    return instance
+
+
+class Dataset(TorchAware):
     """Map-style access to one split: ``len``, ``ds[i]`` by global index, ``get_batch``.
 
     Global indices run across the split's shards in ``index.json`` order. ``threads``
@@ -132,7 +201,11 @@ class Dataset:
         shard = np.searchsorted(self.offsets, indices, side="right") - 1
         return shard, indices - self.offsets[shard]
 
-    def __getitem__(self, index: int) -> Sample:
+    def __getitem__(self, index: int | Sequence[int]) -> Sample:
+        """One sample, or (a list or array of indices) a whole batch as ``get_batch``: what the
+        DataLoader recipe of ``loader`` hands each worker."""
+        if not isinstance(index, (int, np.integer)):
+            return self.get_batch(index)
         n = len(self)
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for {n} samples of split {self.split!r}")
@@ -171,6 +244,22 @@ class Dataset:
         return [self.transform(sample) for sample in samples] if self.transform else list(samples)
 
     __getitems__ = get_samples  # what a torch DataLoader (2.0+) calls for a batch of a map-style dataset
+
+    def loader(self, batch_size: int, *, shuffle: bool = True, drop_last: bool = False, seed: int | None = None,
+               **options: Any) -> Any:
+        """The fast DataLoader: each worker reads and decodes a whole batch (``get_batch``) and
+        hands back stacked arrays as tensors, with no per-sample collation. ``options`` go to
+        DataLoader (num_workers, pin_memory, persistent_workers, multiprocessing_context...).
+
+        The same by hand: ``DataLoader(ds, batch_size=None, sampler=BatchSampler(RandomSampler(ds),
+        batch_size, drop_last))``.
+        """
+        import torch
+        from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        order = RandomSampler(self, generator=generator) if shuffle else SequentialSampler(self)
+        return DataLoader(self, batch_size=None, sampler=BatchSampler(order, batch_size, drop_last), **options)
 
     def _read(self, indices: Sequence[int]) -> Sample:
         indices = np.asarray(indices, dtype=np.int64)
@@ -340,7 +429,7 @@ class Dataset:
         self._drop_handles()
 
 
-class StreamingDataset:
+class StreamingDataset(TorchAware):
     """An iterable over one split with shard-aware shuffling, for DDP ranks and loader workers.
 
     Each epoch's order comes from ``np.random.default_rng((seed, epoch))``: the shard order
@@ -362,9 +451,11 @@ class StreamingDataset:
     DataLoader whose ``batch_size`` differs from this one's, with several workers, would
     make a resume repeat and skip samples: its workers refuse it with a ValueError.
 
-    Import torch before creating one: it then registers itself as a torch
-    ``IterableDataset``, which is how a DataLoader knows to iterate it.
+    With torch installed it is a torch ``IterableDataset`` (see ``TorchAware``), which is how
+    a DataLoader knows to iterate it.
     """
+
+    TORCH_BASE = "IterableDataset"
 
     def __init__(self, root: str | os.PathLike, split: str = "train",
                  fields: Sequence[str] = DEFAULT_FIELDS, seed: int = 0, shuffle: bool = True,
@@ -376,7 +467,6 @@ class StreamingDataset:
         self.seed, self.shuffle, self.rank, self.world_size = seed, shuffle, rank, world_size
         self.drop_last, self.batch_size = drop_last, max(1, int(batch_size))
         self._shared = multiprocessing.sharedctypes.RawArray("q", 2)  # epoch, position
-        _register_with_torch()
 
     @property
     def epoch(self) -> int:
@@ -476,14 +566,6 @@ class StreamingDataset:
         if first is not None:
             yield first
             yield from samples
-
-
-def _register_with_torch() -> None:
-    """Make a DataLoader treat StreamingDataset as iterable (its ABC allows registration),
-    if the trainer has imported torch: this module never imports it."""
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.utils.data.IterableDataset.register(StreamingDataset)
 
 
 def _in_worker() -> bool:

@@ -112,3 +112,47 @@ def test_a_loader_batch_size_other_than_the_streams_is_refused(root, context):
     if context == "fork":  # one worker keeps the order whatever the batch size
         single = DataLoader(stream, batch_size=4, num_workers=1, multiprocessing_context=context)
         assert sorted(loader_ids(single)) == list(range(sum(TRAIN_SHARDS)))
+
+
+def test_real_torch_datasets_whenever_created(root):
+    """Created before torch is imported, pickled for a spawn worker: still torch's classes."""
+    code = f"""
+import pickle, sys
+from pipeline.reader import Dataset, StreamingDataset
+ds, stream = Dataset({str(root)!r}), StreamingDataset({str(root)!r})
+import torch.utils.data as tud
+assert isinstance(ds, tud.Dataset) and not isinstance(ds, tud.IterableDataset), type(ds).__mro__
+assert isinstance(stream, tud.IterableDataset), type(stream).__mro__
+again = pickle.loads(pickle.dumps(ds))
+assert isinstance(again, tud.Dataset) and type(again) is type(ds) and len(again) == len(ds)
+assert len(ds + ds) == 2 * len(ds)  # torch's ConcatDataset
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_plain_classes_without_torch(root):
+    code = f"""
+import pickle, sys
+sys.modules["torch"] = None  # as if torch were not installed
+from pipeline.reader import Dataset, StreamingDataset
+ds = Dataset({str(root)!r})
+assert type(ds) is Dataset and type(StreamingDataset({str(root)!r})) is StreamingDataset
+assert type(pickle.loads(pickle.dumps(ds))) is Dataset and ds[[0, 1]]["posed"].shape[0] == 2
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_batch_loader_recipe_decodes_whole_batches_in_workers(root, context):
+    ds = Dataset(root, fields=ALL_FIELDS)
+    loader = ds.loader(4, seed=0, num_workers=2, multiprocessing_context=context)
+    assert loader.batch_size is None  # no per-sample collation: a worker returns a whole batch
+    seen = []
+    for batch in loader:
+        batch = as_numpy(batch)
+        assert len(batch["sample_id"]) <= 4
+        for position, sample_id in enumerate(batch["sample_id"]):
+            assert_same({name: value[position] for name, value in batch.items()}, direct(root, "train", int(sample_id)))
+            seen.append(int(sample_id))
+    assert sorted(seen) == list(range(sum(TRAIN_SHARDS)))
+    assert seen == [int(i) for batch in ds.loader(4, seed=0) for i in batch["sample_id"]]  # seeded order

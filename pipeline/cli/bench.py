@@ -12,6 +12,7 @@ BENCHMARKS = {
     "renderer": "full render path against a bare draw-and-read loop (target: 80%)",
     "build": "whole build against the bare draw limit (target: 0.7 with 2 jobs)",
     "reader": "shard reads against a PNG folder and a PNG tar (target: 3x the folder)",
+    "dataloader": "torch DataLoader: the batch recipe and the plain loader against get_batch (target: 1x)",
 }
 
 
