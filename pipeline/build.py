@@ -260,8 +260,8 @@ def _find_models(manifest: Path, override: str | os.PathLike | None, plan: Plan)
 
 
 def _not_built(records: Sequence[Any]) -> dict[str, list[str]]:
-    """The manifest's records a build leaves out: unlabeled ones wait for review, rejected ones say why."""
-    return {"held for review": ["unlabeled (not yet reviewed)" for r in records if r.status == "unlabeled"],
+    """The manifest's records a build leaves out: held for a person (review, unlabeled) or rejected, and why."""
+    return {"held for review": [(r.review or ["not labeled yet"])[0] for r in records if r.status in ("review", "unlabeled")],
             "rejected": [r.reject_reason or "rejected" for r in records if r.status == "rejected"]}
 
 

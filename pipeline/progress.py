@@ -7,6 +7,7 @@ few readable lines.
 """
 from __future__ import annotations
 
+import sys
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -19,9 +20,10 @@ REASONS_SHOWN = 3  # per outcome; the rest are counted as "n more"
 
 
 def bar(total: int, desc: str, unit: str, *, initial: int = 0, enabled: bool = True) -> Any:
-    """A tqdm bar to stderr showing count, rate and ETA; disabled bars cost nothing."""
+    """A tqdm bar to stderr showing count, rate and ETA, only on a terminal (a log gets the summary)."""
     from tqdm import tqdm
 
+    enabled = enabled and sys.stderr.isatty()
     return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True,
                 mininterval=MIN_INTERVAL, smoothing=0.1, unit_scale=total >= 10_000)
 
