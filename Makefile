@@ -1,14 +1,17 @@
 # The two commands a newcomer runs on a fresh machine:
 #   make demo   builds a small dataset from the built-in demo character into demo-dataset/
-#   make test   runs the test suite
+#   make test   runs the linters (make lint), then the test suite
 # Both install what they need first (system EGL/Mesa, a .venv with the package).
-.PHONY: demo test bench setup setup-test
+.PHONY: demo test lint bench setup setup-test
 
 demo: setup
 	.venv/bin/mmdsynth demo demo-dataset
 
-test: setup-test
+test: lint
 	.venv/bin/python -m pytest -q
+
+lint: setup-test
+	.venv/bin/ruff check .
 
 bench: setup-test
 	.venv/bin/mmdsynth bench

@@ -69,7 +69,8 @@ class FaceProbe:
         self._rest_skin = self._is_skin(self.rest)
         self._eye_masks = [self._eye_mask(face.eye_box(side)) for side in (0, 1)]
         self._mouth_mask = self._box_mask(face.mouth_box())
-        grown = [self._box_mask(_grow(face.eye_box(side))) for side in (0, 1)] + [self._box_mask(_grow(face.mouth_box()))]
+        grown = [self._box_mask(_grow(face.eye_box(side))) for side in (0, 1)]
+        grown += [self._box_mask(_grow(face.mouth_box()))]
         self._outside_mask = ~np.logical_or.reduce(grown) & (self.rest[..., 3] > 0)
         self._eye_area = max(1.0, float(np.mean([mask.sum() for mask in self._eye_masks])))
 

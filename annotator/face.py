@@ -61,9 +61,9 @@ def locate_face(model: Model, top: float, chin: float) -> Face:
     centre_x = head_centre_x(model)
     height = top - chin
     found = None
-    for source, points in (("eye bones", _eye_bone_points(model)),
-                           ("eye materials", _eye_material_points(model)),
-                           ("eye morphs", _panel_points(model, EYE_PANEL))):
+    for source, points in (("eye bones", _eye_bone_points(model)),  # noqa: B007 (read after the loop)
+                          ("eye materials", _eye_material_points(model)),
+                          ("eye morphs", _panel_points(model, EYE_PANEL))):
         found = _eyes_from(points, centre_x, top, chin)
         if found is not None:
             break

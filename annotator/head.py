@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from renderer.framing import head_center_x
-from renderer.model import Model
 from annotator.mesh import vertex_components
 from annotator.motion import MOUTH_PANEL, moved_by_panel
+from renderer.framing import head_center_x
 from renderer.humanoid import eye_bones, head_bone, neck_bone
+from renderer.model import Model
+
 MIN_WEIGHT = 0.5  # a vertex belongs to the head when the head bones carry this much of it
 TOP_WIDTH = 0.15  # the skull top is where the cross-section reaches this fraction of the head width
 CENTRE = 0.04  # half-width of the chin's centre line, as a fraction of the head width

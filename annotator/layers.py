@@ -61,8 +61,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from annotator.head import (NotACharacter, bone_mask, bone_weight, descendants,
-                            suggest_head_bounds)
+from annotator.head import NotACharacter, bone_mask, bone_weight, descendants, suggest_head_bounds
 from renderer.humanoid import head_bone, neck_bone
 from renderer.model import Model
 

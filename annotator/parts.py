@@ -37,8 +37,21 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from annotator.layers import (BODY, DEFAULT, HAIR, SKIN, WEAR, Assignment, Geometry, LayerConfig, assign_layers,
-                              corner_colours, corner_materials, normalise, skin_coloured)
+from annotator.layers import (
+    BODY,
+    DEFAULT,
+    HAIR,
+    SKIN,
+    WEAR,
+    Assignment,
+    Geometry,
+    LayerConfig,
+    assign_layers,
+    corner_colours,
+    corner_materials,
+    normalise,
+    skin_coloured,
+)
 from renderer.model import Model, MorphKind
 
 MOVED = 0.01  # a morph moves a vertex by this fraction of the head height

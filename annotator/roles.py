@@ -181,7 +181,8 @@ def normalise(name: str) -> str:
     return unicodedata.normalize("NFKC", name).strip().lower()
 
 
-def candidates(model: Model, probe: FaceProbe, key=lambda index: f"#{index}") -> tuple[list[Candidate], dict[str, Effect]]:
+def candidates(model: Model, probe: FaceProbe,
+               key=lambda index: f"#{index}") -> tuple[list[Candidate], dict[str, Effect]]:
     """Every vertex or group morph that fills a role. ``key`` names morph i in the probe's renderer."""
     evaluator = MorphEvaluator(model)
     positions = model.vertices.positions

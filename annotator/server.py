@@ -60,22 +60,23 @@ import logging
 import math
 import os
 import threading
+from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError, Future
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, jsonify, request, send_from_directory
 
 from annotator.layers import DEFAULT as LAYER_CONFIG
 from annotator.suggest import relative_model_path, suggest
-from annotator.views import RenderService, ModelInfo
+from annotator.views import ModelInfo, RenderService
 from manifests.record import HEAD_LIMIT, ROLES, ManifestError, Record
 from manifests.store import model_sha256, read_manifest, repeated_models, root_for_inputs, upsert_records
 from renderer.errors import ModelError
 from renderer.files import model_files
+
 STATIC = Path(__file__).resolve().parent / "static"
 PNG_CACHE = "private, max-age=3600"  # every image is a pure function of its URL
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")

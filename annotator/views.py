@@ -26,9 +26,10 @@ import signal
 import threading
 import traceback
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -179,8 +180,7 @@ class RenderWorker:
         return encode_png(image), self._mapping(renderer.model)
 
     def framing(self, path: str, head: tuple[float, float]) -> bytes:
-        from renderer.framing import head_camera
-        from renderer.framing import head_center_x
+        from renderer.framing import head_camera, head_center_x
 
         renderer = self._renderer(path, PREVIEW_SIZE)
         try:
@@ -203,8 +203,7 @@ class RenderWorker:
         return encode_png(np.block([[[rest], [left]], [[right], [mouth]]]))
 
     def close_up(self, path: str, morph: int, head: tuple[float, float] | None) -> bytes:
-        from renderer.framing import region_camera
-        from renderer.framing import head_center_x
+        from renderer.framing import head_center_x, region_camera
         from renderer.renderer import guess_head_bounds
 
         renderer = self._renderer(path, PREVIEW_SIZE)
@@ -269,8 +268,7 @@ class RenderWorker:
             self._renderers.pop(key).release()
 
     def _mapping(self, model: Model) -> FrontMapping:
-        from renderer.framing import full_body_camera
-        from renderer.framing import head_center_x
+        from renderer.framing import full_body_camera, head_center_x
 
         camera = full_body_camera(model)
         return FrontMapping(self.front_size, camera.center_x - camera.half_height,

@@ -117,7 +117,8 @@ class PoseSchema:
 
     def vector(self, attribute: str) -> np.ndarray:
         """One float32 value per parameter: ``default``, ``rest``, or ``low`` / ``high`` of the range."""
-        pick = {"low": lambda p: p.range[0], "high": lambda p: p.range[1]}.get(attribute, lambda p: getattr(p, attribute))
+        pick = {"low": lambda p: p.range[0], "high": lambda p: p.range[1]}.get(
+            attribute, lambda p: getattr(p, attribute))
         return np.array([pick(p) for p in self.parameters], np.float32)
 
     def of_kind(self, kind: str) -> np.ndarray:

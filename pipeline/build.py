@@ -17,21 +17,21 @@ import hashlib
 import importlib
 import json
 import os
-import shutil
 import re
+import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from pipeline import pieces, shards
-from pipeline.plan import DEFAULT_SHARD_SIZE, ModelSlice, Plan, ShardPlan, make_plan
 from annotator.binding import Binding, bind_roles
 from manifests.schema import DEFAULT_SCHEMA, PoseSchema, load_schema
+from pipeline import pieces, shards
+from pipeline.plan import DEFAULT_SHARD_SIZE, ModelSlice, Plan, ShardPlan, make_plan
 from pipeline.progress import ShardProgress
 from pipeline.sampling import expression_poses, rest_pose, sample_poses
 from pipeline.sheets import HISTOGRAMS_NAME, LAYERS_NAME, PREVIEW_NAME
@@ -124,7 +124,8 @@ class BuildReport:
 
     def warnings(self) -> list[str]:
         return [f"warning: split {split!r} is empty: the manifest has too few groups for its fraction; "
-                f"give some records \"split\": \"{split}\" (a whole group) or more groups" for split in self.empty_splits]
+                f"give some records \"split\": \"{split}\" (a whole group) or more groups"
+                for split in self.empty_splits]
 
 
 def build_config(plan: Plan, *, poses: int | None, poses_per_model: int | None, seed: int, size: int,
@@ -261,7 +262,8 @@ def _find_models(manifest: Path, override: str | os.PathLike | None, plan: Plan)
 
 def _not_built(records: Sequence[Any]) -> dict[str, list[str]]:
     """The manifest's records a build leaves out: held for a person (review, unlabeled) or rejected, and why."""
-    return {"held for review": [(r.review or ["not labeled yet"])[0] for r in records if r.status in ("review", "unlabeled")],
+    return {"held for review": [(r.review or ["not labeled yet"])[0] for r in records
+                                if r.status in ("review", "unlabeled")],
             "rejected": [r.reject_reason or "rejected" for r in records if r.status == "rejected"]}
 
 

@@ -38,7 +38,8 @@ class Demo:
             "next:",
             f"  mmdsynth inspect {out}",
             f"  mmdsynth verify {out}",
-            f"  mmdsynth build --manifest {self.manifest} --out {out.parent / (out.name + '-bigger')} --poses 1000 --jobs 2",
+            f"  mmdsynth build --manifest {self.manifest} --out {out.parent / (out.name + '-bigger')}"
+            " --poses 1000 --jobs 2",
         ])
 
 

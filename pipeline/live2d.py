@@ -162,7 +162,8 @@ def _read_cropped(folder: Path, description: Path) -> Dump:
     width, height = _canvas(data.get("canvas"), description)
     entries = data.get("drawables")
     if isinstance(entries, dict):
-        entries = [{"id": key, **(value if isinstance(value, dict) else {"bad": value})} for key, value in entries.items()]
+        entries = [{"id": key, **(value if isinstance(value, dict) else {"bad": value})}
+                   for key, value in entries.items()]
     if not isinstance(entries, list) or not entries:
         raise DumpError(f"{description}: drawables must be a non-empty list or mapping")
     parts = [_drawable(entry, folder, description, (width, height)) for entry in entries]

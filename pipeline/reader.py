@@ -43,9 +43,21 @@ import numpy as np
 from h5py import h5s
 from numcodecs import blosc
 
-from pipeline.shards import (FIELDS, H5_DAMAGE, IMAGE_FIELDS, INDEX_NAME, LAYER_FIELDS, PER_MODEL_FIELDS,
-                             VARIATION_FIELDS,
-                             DatasetError, checksum_field, open_shard, read_index, row_checksums, stored_schema)
+from pipeline.shards import (
+    FIELDS,
+    H5_DAMAGE,
+    IMAGE_FIELDS,
+    INDEX_NAME,
+    LAYER_FIELDS,
+    PER_MODEL_FIELDS,
+    VARIATION_FIELDS,
+    DatasetError,
+    checksum_field,
+    open_shard,
+    read_index,
+    row_checksums,
+    stored_schema,
+)
 
 DEFAULT_FIELDS = ("rest", "expression", "posed", "pose")
 SMALL_FIELDS = ("pose", "pose_mask", "model_index", "sample_id", *VARIATION_FIELDS)
@@ -377,8 +389,8 @@ class Dataset(TorchAware):
             f = self._files.get(shard) or self._open(shard)
             try:
                 if name not in f:
-                    raise DatasetError(f"{self.paths[shard]}: field {name!r} was not built "
-                                       f"(layer fields need a build with --layers, jitter and style one with --jitter or --styles)")
+                    raise DatasetError(f"{self.paths[shard]}: field {name!r} was not built (layer fields need a "
+                                       "build with --layers, jitter and style one with --jitter or --styles)")
                 dataset = f[name]
                 self._grids[key] = _chunk_grid(dataset)
             except H5_DAMAGE as error:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from manifests.record import SPLITS
+
 DEFAULT_FRACTIONS: dict[str, float] = {"train": 0.9, "val": 0.05, "test": 0.05}
 
 

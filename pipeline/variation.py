@@ -98,7 +98,8 @@ class StyleRenderers:
 
 def render_varied(renderers: StyleRenderers, variation: Variation, seed: int, key: str, indices: np.ndarray,
                   expression: np.ndarray, posed: np.ndarray, stack: Callable | None
-                  ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None, np.ndarray, np.ndarray]:
+                  ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None,
+                             np.ndarray, np.ndarray]:
     """(expression, posed) images, their stacks (``stack(renderer, poses, full, camera)``; None without),
     the jitter and the style indices of samples ``indices``: each sample with its own camera and style."""
     jitter = (draw_jitter(seed, key, indices) if variation.jitter

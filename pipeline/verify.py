@@ -133,7 +133,8 @@ def _shapes(f: h5py.File, path: Path, n: int, m: int, size: int | None, pose_siz
         expected.update({name: ((rows, n_layers, h, w, 4), np.uint8)
                          for name, rows in zip(shards.LAYER_FIELDS, (m, n, n))})
     expected.update({shards.checksum_field(name): (shape[:1], np.uint32)
-                     for name, (shape, _) in list(expected.items()) if name in shards.IMAGE_FIELDS + shards.LAYER_FIELDS})
+                     for name, (shape, _) in list(expected.items())
+                     if name in shards.IMAGE_FIELDS + shards.LAYER_FIELDS})
     return [f"{path}: {name} is {f[name].shape} {f[name].dtype}, expected {shape} {dtype or 'str'}"
             for name, (shape, dtype) in expected.items()
             if f[name].shape != shape or (dtype is not None and f[name].dtype != dtype)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -20,7 +20,7 @@ BOUNDARY_ERRORS = (struct.error, IndexError, KeyError, ValueError, TypeError, Ov
                    UnicodeError, MemoryError)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _layout(fmt: str) -> struct.Struct:
     return struct.Struct("<" + fmt)
 

@@ -17,15 +17,14 @@ import hashlib
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
 
-from renderer.model import (Bones, BoneFlag, Deform, MaterialFlag, Materials, Model, Morph,
-                            MorphKind, Vertices)
+from renderer.model import BoneFlag, Bones, Deform, MaterialFlag, Materials, Model, Morph, MorphKind, Vertices
 from renderer.shading import MMD_LIGHT
 
 # Skull: an ellipsoid above HEAD_Y; below it the rings narrow to a chin pushed forward.

@@ -10,8 +10,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from renderer.model import Model
 from renderer.humanoid import head_bone
+from renderer.model import Model
 
 HEAD_FRACTION = 0.5  # head top to chin = half of the image height (128 of 256 rows)
 BODY_MARGIN = 1.05  # full-body framing leaves 5% around the model

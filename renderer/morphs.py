@@ -20,8 +20,8 @@ touches only the rows of morphs with a non-zero weight. Semantics follow MMD:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 

@@ -12,8 +12,19 @@ import re
 import numpy as np
 
 from renderer.binary import Cursor, check_range, file_boundary
-from renderer.model import BoneFlag, Bones, Deform, IKChain, IKLink, Materials, MaterialFlag, Model, Morph, \
-    MorphKind, Vertices
+from renderer.model import (
+    BoneFlag,
+    Bones,
+    Deform,
+    IKChain,
+    IKLink,
+    MaterialFlag,
+    Materials,
+    Model,
+    Morph,
+    MorphKind,
+    Vertices,
+)
 from renderer.pmx import FLIP_Z, WINDING, mirror_euler_limits
 
 MAGIC = b"Pmd"
@@ -194,7 +205,8 @@ class _PmdParser:
         for i in range(self.count("skin", 25, "H")):
             name = self.c.fixed_text(20, "skin name")
             count, panel = c.unpack("IB", "skin header")
-            raw = c.array(SKIN_OFFSET, self.fits(count, SKIN_OFFSET.itemsize, f"skin {name!r} offset"), f"skin {name!r}")
+            fitting = self.fits(count, SKIN_OFFSET.itemsize, f"skin {name!r} offset")
+            raw = c.array(SKIN_OFFSET, fitting, f"skin {name!r}")
             index = raw["index"].astype(np.int64)
             if i == 0 and panel == 0:
                 check_range(c, f"base skin {name!r} vertex index", index, vertex_count)

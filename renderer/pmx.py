@@ -10,9 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from renderer.binary import Cursor, check_range, file_boundary
-from renderer.errors import ModelError
-from renderer.model import (BoneFlag, Bones, Deform, IKChain, IKLink, Materials, Model, Morph,
-                            MorphKind, Vertices)
+from renderer.model import BoneFlag, Bones, Deform, IKChain, IKLink, Materials, Model, Morph, MorphKind, Vertices
 
 MAGIC = b"PMX "
 F32 = np.float32

@@ -19,8 +19,7 @@ import numpy as np
 
 from renderer.errors import ModelError
 from renderer.model import BoneFlag, Bones, Deform, MaterialFlag, Materials, Model, Morph, MorphKind, Vertices
-from renderer.pmx import (DEFORM_LAYOUT, FLIP_Z, MORPH_MIRROR, WINDING, index_dtype, mirror_euler_limits,
-                          vertex_dtype)
+from renderer.pmx import DEFORM_LAYOUT, FLIP_Z, MORPH_MIRROR, WINDING, index_dtype, mirror_euler_limits, vertex_dtype
 
 # The mirror between MMD's frame and ours is its own inverse, so the reader's tables
 # (FLIP_Z, MORPH_MIRROR, mirror_euler_limits) and its triangle reversal serve both ways.

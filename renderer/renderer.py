@@ -8,10 +8,10 @@ lighting conventions.
 """
 from __future__ import annotations
 
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
-import weakref
-from typing import Iterable, Mapping, Sequence
 
 import moderngl
 import numpy as np
@@ -22,8 +22,8 @@ from renderer.framing import HEAD_FRACTION, Camera, fit_depth, head_camera, head
 from renderer.model import MaterialFlag, Model
 from renderer.morphs import MorphEvaluator
 from renderer.posing import Drivers, Poser
-from renderer.sided import with_sided_morphs
 from renderer.shading import MMD_LIGHT, TABLE_WIDTH, MaterialMaps, TextureCache, material_table
+from renderer.sided import with_sided_morphs
 from renderer.skeleton import Skeleton
 from renderer.textures import load_texture, shared_toon
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import moderngl
 import numpy as np
 
-
 # MorphState.materials columns: diffuse 4, specular 3, shininess 1, ambient 3, edge colour 4,
 # edge size 1, then texture, sphere and toon tints (multiply) 4 each -> shader struct Material:
 # diffuse, specular + shininess, ambient + edge size, edge colour.

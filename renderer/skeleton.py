@@ -29,9 +29,9 @@ user motion; rest for a model-space source). Only a cycle of parent links is an 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -39,8 +39,13 @@ from renderer.errors import ModelError
 from renderer.humanoid import HEAD, NECK  # noqa: F401  (annotator.head imports them from here for now)
 from renderer.model import BoneFlag, Bones
 from renderer.rotations import (
-    IDENTITY, dual_quaternions, matrix_to_quat, quat_multiply,
-    quat_normalize, quat_slerp, quat_to_matrix,
+    IDENTITY,
+    dual_quaternions,
+    matrix_to_quat,
+    quat_multiply,
+    quat_normalize,
+    quat_slerp,
+    quat_to_matrix,
 )
 
 _APPEND = BoneFlag.APPEND_ROTATE | BoneFlag.APPEND_TRANSLATE
@@ -66,7 +71,7 @@ class _Stage:
 
     bones: np.ndarray  # (n,) bone indices
     parents: np.ndarray  # (n,) parent indices, the sentinel B for roots
-    late: "_Append | None"  # append bones that need posed sources, resolved first
+    late: _Append | None  # append bones that need posed sources, resolved first
 
 
 @dataclass

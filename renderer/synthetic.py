@@ -14,8 +14,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from renderer.model import (BoneFlag, Bones, Deform, IKChain, IKLink, MaterialFlag, Materials,
-                            Model, Morph, MorphKind, Vertices)
+from renderer.model import (
+    BoneFlag,
+    Bones,
+    Deform,
+    IKChain,
+    IKLink,
+    MaterialFlag,
+    Materials,
+    Model,
+    Morph,
+    MorphKind,
+    Vertices,
+)
 from renderer.pmx_writer import write_pmx
 
 F32 = np.float32

@@ -219,7 +219,8 @@ def test_layers_lists_every_material_with_its_suggested_layer(client):
     assert [m["name"] for m in materials] == demo_model().materials.names
     assert [m["material"] for m in materials] == list(range(len(materials)))
     by_name = {m["name"]: m for m in materials}
-    assert (by_name["後髪"]["layer"], by_name["瞳"]["layer"], by_name["体"]["layer"]) == ("back hair", "irides", "topwear")
+    layers = (by_name["後髪"]["layer"], by_name["瞳"]["layer"], by_name["体"]["layer"])
+    assert layers == ("back hair", "irides", "topwear")
     assert all(m["decided"] in ("name", "geometry") and m["reason"] for m in materials)
 
 

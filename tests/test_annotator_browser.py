@@ -2,15 +2,16 @@
 
 A person's session: open the page, drag the chin line, cycle the morph close-ups and
 give one a role with the keyboard, open the layers panel with L and move one material
-to another layer, confirm with Enter; then the manifest file on disk must hold exactly that. Screenshots go to tests/artifacts for a person to look at.
+to another layer, confirm with Enter; then the manifest file on disk must hold exactly that. Screenshots go to
+tests/artifacts for a person to look at.
 """
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from werkzeug.serving import make_server
@@ -147,7 +148,8 @@ def label_one(browser, url: str, manifest: Path, model: str, artifacts: Path, na
 
     record = saved(manifest, model)
     assert (record.status, record.source) == ("ok", "annotated")
-    assert record.head["bottom"] == pytest.approx(chin) and record.head["top"] == pytest.approx(suggested["head"]["top"])
+    assert record.head["bottom"] == pytest.approx(chin)
+    assert record.head["top"] == pytest.approx(suggested["head"]["top"])
     assert record.morphs["smile_blink"] == morph
     assert record.layers == {**suggested["layers"], material: layer}
     assert {role: name for role, name in record.morphs.items() if role != "smile_blink"} == {
@@ -206,7 +208,8 @@ def test_a_model_held_for_review_shows_why_and_what_its_channels_do(browser, tmp
         page.wait_for_function("document.querySelectorAll('#notes li.review').length > 0", timeout=TIMEOUT_MS)
         assert "texture file missing" in page.locator("#notes").inner_text()
         page.wait_for_function("""() => { const image = document.getElementById('channels');
-            return image.complete && image.naturalWidth > 0 && image.naturalWidth === image.naturalHeight; }""", timeout=TIMEOUT_MS)
+            return image.complete && image.naturalWidth > 0 && image.naturalWidth === image.naturalHeight; }""",
+            timeout=TIMEOUT_MS)
         assert "Held for review" in page.locator("#status").inner_text()
         page.screenshot(path=str(artifacts / "annotator_review.png"))
         page.locator("#channels").click()

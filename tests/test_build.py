@@ -19,8 +19,8 @@ from manifests.store import model_sha256, read_manifest
 from pipeline import shards
 from pipeline.build import BuildError, build
 from pipeline.demo import DEMO_MORPHS, write_demo_manifest
-from renderer.demo import DEMO_HEAD
 from pipeline.verify import verify
+from renderer.demo import DEMO_HEAD
 
 SIZE = 32
 FIELDS = ("rest", "expression", "posed", "pose", "model_index", "sample_id", "models/name",

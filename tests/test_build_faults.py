@@ -117,5 +117,6 @@ def test_a_worker_that_dies_is_retried_then_its_model_marked_failed(manifest, tm
     (line,) = [line for line in stdout.splitlines() if line.startswith("failed: models/variant.pmx")]
     assert "the worker rendering it died, twice (exit code {SIGKILL(-9)" in line, stdout  # all on one line
     index = shards.read_index(tmp_path)
-    assert index["splits"] == {"train": 30, "val": 0} and [f["model"] for f in index["failed"]] == ["models/variant.pmx"]
+    assert index["splits"] == {"train": 30, "val": 0}
+    assert [f["model"] for f in index["failed"]] == ["models/variant.pmx"]
     assert verify(tmp_path) == [] and leftovers(tmp_path) == []

@@ -11,11 +11,11 @@ import tarfile
 import numpy as np
 import pytest
 from PIL import Image
+from test_build import CLI, SIZE, write_manifest
 
 from pipeline import shards
 from pipeline.build import build
 from pipeline.export import CSV_COLUMNS, convert, export
-from test_build import CLI, SIZE, write_manifest
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,8 @@ def test_webdataset_round_trip_on_white_without_alpha(dataset, tmp_path):
         with tarfile.open(path) as tar:
             members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
         keys = sorted({name.split(".")[0] for name in members})
-        assert sorted(members) == sorted(f"{k}.{kind}" for k in keys for kind in ("expression.png", "posed.png", "json"))
+        kinds = ("expression.png", "posed.png", "json")
+        assert sorted(members) == sorted(f"{k}.{kind}" for k in keys for kind in kinds)
         for key in keys:
             record = json.loads(members[f"{key}.json"])
             sample = expected[record["sample_id"]]

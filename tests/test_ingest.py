@@ -81,7 +81,8 @@ def test_each_archive_lands_whole_under_a_clean_name(ingested):
     out, run = ingested
     assert run.returncode == 1 and "Traceback" not in run.stderr  # the broken archives
     pack = out / PACK / "アピアランスミク"
-    assert (pack / "Appearance Miku.pmx").is_file() and (pack / "利用規約.txt").read_bytes() == "再配布禁止".encode("cp932")
+    assert (pack / "Appearance Miku.pmx").is_file()
+    assert (pack / "利用規約.txt").read_bytes() == "再配布禁止".encode("cp932")
     assert (out / "妹紅_v1.0" / "mokou" / "mokou_A.pmd").is_file()
     assert (out / "low_poly" / "gumi.pmd").is_file()
     from renderer.loader import load_model
@@ -173,5 +174,5 @@ def test_readme_commands_from_archives_to_an_export(ingested, tmp_path):
     export = mmdsynth("export", "data", "--to", "png", "--out", "data-png", "-q")
     assert export.returncode == 0, export.stderr
     index = json.loads((tmp_path / "data" / "index.json").read_text("utf-8"))
-    assert sum(len(rows) - 1 for rows in (p.read_text("utf-8").splitlines() for p in (tmp_path / "data-png").glob("*.csv"))) \
-        == sum(index["splits"].values()) > 0
+    tables = (p.read_text("utf-8").splitlines() for p in (tmp_path / "data-png").glob("*.csv"))
+    assert sum(len(rows) - 1 for rows in tables) == sum(index["splits"].values()) > 0

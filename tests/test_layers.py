@@ -7,8 +7,16 @@ import dataclasses
 import numpy as np
 import pytest
 
-from annotator.layers import (CLASSES, LAYERS, PRESETS, LayerConfigError, assign_layers, layer_groups, load_config,
-                              normalise)
+from annotator.layers import (
+    CLASSES,
+    LAYERS,
+    PRESETS,
+    LayerConfigError,
+    assign_layers,
+    layer_groups,
+    load_config,
+    normalise,
+)
 from renderer.demo import DEMO_HEAD, demo_model
 
 DEMO_LAYERS = {"後髪": "back_hair", "体": "body", "首": "neck", "顔": "face", "白目": "eye_white", "瞳": "iris",
@@ -78,7 +86,8 @@ def test_overrides_win_and_unknown_layers_are_refused(demo):
 @pytest.mark.parametrize("name, layer", [
     ("ﾏﾂｹﾞ", "eyelash_brow"), ("Hair_Front", "front_hair"), ("後ろ髪", "back_hair"), ("白目L", "eye_white"),
     ("Ｅｙｅ", "iris"), ("hitomi", "iris"), ("髪リボン", "accessory"), ("体操服", "clothes"), ("手袋", "clothes"),
-    ("歯", "mouth"), ("Tongue", "mouth"), ("肌", "face"), ("頬", "face"), ("necklace", "clothes"), ("ネクタイ", "clothes"),
+    ("歯", "mouth"), ("Tongue", "mouth"), ("肌", "face"), ("頬", "face"), ("necklace", "clothes"),
+    ("ネクタイ", "clothes"),
     ("首", "neck"), ("body", "body"), ("髪飾り", "accessory"), ("eyebrow", "eyelash_brow"),
     ("まぶた", "eyelash_brow"), ("瞼L", "eyelash_brow"), ("EyeLid_R", "eyelash_brow"), ("hat_01", "accessory"),
     ("hatune_hitomi", "iris"), ("warm", "accessory")])
@@ -109,7 +118,8 @@ def test_layer_groups_follow_draw_order(demo):
 
 def test_config_file_renames_adds_and_maps(tmp_path):
     path = tmp_path / "layers.yaml"
-    path.write_text("preset: coarse\nlayers: [back_hair, body, clothes, neck, face, eye_white, iris, eyelash_brow, mouth,\n"
+    path.write_text("preset: coarse\nlayers: [back_hair, body, clothes, neck, face, eye_white, iris, eyelash_brow,"
+                    " mouth,\n"
                     "         front_hair, tail, accessory]\n"
                     "rename: {eyelash_brow: brows}\n"
                     "keywords: {前髪: tail, 口: null}\n"
@@ -139,7 +149,8 @@ def test_bad_config_files(tmp_path, text, message):
 
 @pytest.mark.parametrize("part, layer", [("PartHairBack", "back_hair"), ("PartHairFront", "front_hair"),
                                          ("PartHairSide", "front_hair"), ("PartEye", "iris"),
-                                         ("PartEyeWhite", "eye_white"), ("PartBrow", "eyelash_brow"), ("PartEyeLidL", "eyelash_brow"),
+                                         ("PartEyeWhite", "eye_white"), ("PartBrow", "eyelash_brow"),
+                                         ("PartEyeLidL", "eyelash_brow"),
                                          ("PartMouth", "mouth"), ("PartFace", "face"), ("PartArmA", "body"),
                                          ("PartCloth", "clothes"), ("PartSketch", "accessory")])
 def test_default_part_table(part, layer):
@@ -362,7 +373,8 @@ def test_one_hair_material_splits_into_front_and_back_hair():
     with Renderer(model, head_bounds=DEMO_HEAD, drivers=demo_drivers(model), size=128) as r:
         full = r.render_batch(poses)
         split = composite_error(raw_layers(r, model, CLASSES, poses), full)[:, 0]
-        whole = [composite_error(render_alone_as(r, model, layer, poses), full)[:, 0] for layer in ("front hair", "back hair")]
+        whole = [composite_error(render_alone_as(r, model, layer, poses), full)[:, 0]
+                 for layer in ("front hair", "back hair")]
     print("mean composite error, parts / all front / all back:", split, *whole)
     assert (split <= 1.0).all() and all((errors > 3 * split.max() + 1).all() for errors in whole)
 

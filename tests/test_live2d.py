@@ -11,7 +11,8 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-from annotator.layers import CLASSES as LAYERS, LayerConfigError, load_config
+from annotator.layers import CLASSES as LAYERS
+from annotator.layers import LayerConfigError, load_config
 from pipeline.cli import cli, main
 from pipeline.layers import composite_error
 from pipeline.live2d import DumpError, import_dumps, read_dump

@@ -61,8 +61,8 @@ def tiny_pmx(*, magic: bytes = b"PMX ", version: float = 2.0, vertices: bytes | 
     out += [struct.pack("<i", len(TRIANGLE)), vertices]
     out += [struct.pack("<i", len(faces)), bytes(faces)]
     out += [struct.pack("<i", 1), text("Tex\\Skin.PNG")]
-    out += [struct.pack("<i", 1), text("材質"), text("material"), struct.pack("<4f3ff3fB4ff", 1, 1, 1, 1, 0, 0, 0, 5, .5, .5, .5,
-                                                        0x11, 0, 0, 0, 1, 1)]
+    out += [struct.pack("<i", 1), text("材質"), text("material"),
+            struct.pack("<4f3ff3fB4ff", 1, 1, 1, 1, 0, 0, 0, 5, .5, .5, .5, 0x11, 0, 0, 0, 1, 1)]
     out += [struct.pack("<bbBBB", texture, -1, 0, 1, 2), text(""), struct.pack("<i", index_count)]
     bone_flags = BoneFlag.ROTATABLE | BoneFlag.VISIBLE | BoneFlag.ENABLED
     out += [struct.pack("<i", 2)]
@@ -460,8 +460,8 @@ def test_files_that_are_not_models_fail_at_once_in_one_line(tmp_path, monkeypatc
     bad = [tmp_path / "pipe.pmx", "/dev/zero", tmp_path / "folder.pmx", tmp_path / "huge.pmx"]
     files = [bad[0], bad[1], bad[3], tmp_path / "two\nlines.pmx"]  # click itself refuses a folder
     paths = [str(path) for path in files * 2]  # 8 files: the bar would show
-    result = subprocess.run([sys.executable, "-c", "from pipeline.cli import main; main()", "info", *paths], capture_output=True,
-                            text=True, timeout=30)  # before the fix: blocked on the FIFO
+    result = subprocess.run([sys.executable, "-c", "from pipeline.cli import main; main()", "info", *paths],
+                            capture_output=True, text=True, timeout=30)  # before the fix: blocked on the FIFO
     assert result.returncode == 1
     lines = result.stderr.splitlines()
     assert len(lines) == len(paths) and all(line.startswith("error: ") for line in lines), lines

@@ -10,11 +10,11 @@ import time
 
 import numpy as np
 import pytest
+from test_build import CLI, assert_same, contents, write_manifest
 
 from pipeline import pieces, shards
 from pipeline.build import build
 from pipeline.verify import verify
-from test_build import CLI, assert_same, contents, write_manifest
 
 SIZE = 48
 POSES, SHARD = 96, 48  # 2 models of 48 poses: one shard each, three pieces per model

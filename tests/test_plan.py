@@ -5,9 +5,9 @@ import json
 
 import pytest
 
+from annotator.binding import RoleError, bind_roles
 from manifests.record import ROLES, Record
 from pipeline.plan import PlanError, make_plan, pose_counts
-from annotator.binding import RoleError, bind_roles
 
 HEAD = {"top": 20.0, "bottom": 17.0}
 

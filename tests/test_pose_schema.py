@@ -95,7 +95,8 @@ def test_the_demo_binds_its_winks_mouth_and_bones_and_masks_the_rest(tha3):
     model = demo_model()
     binding = bind_roles(DEMO_MORPHS, schema=tha3, model=model)
     assert binding.morphs == {"eye_wink_left": "ウィンク２", "eye_wink_right": "ｳｨﾝｸ２右",
-                              "eye_happy_wink_left": "ウィンク", "eye_happy_wink_right": "ウィンク右", "mouth_aaa": "あ"}
+                              "eye_happy_wink_left": "ウィンク", "eye_happy_wink_right": "ウィンク右",
+                              "mouth_aaa": "あ"}
     assert binding.bones["iris_rotation_x"] == ["左目", "右目"] and binding.bones["body_y"] == ["上半身"]
     assert "breathing" in binding.masked and "eyebrow_troubled_left" in binding.masked  # no 上半身2, no brows
     assert binding.mask(tha3).sum() == 45 - len(binding.masked) == 12
@@ -216,7 +217,8 @@ def test_a_tha3_build_writes_named_45_number_poses_and_masks(built, tha3):
     assert (pose[~mask] == np.broadcast_to(tha3.vector("default"), pose.shape)[~mask]).all()
     assert morphs["schema"] == "tha3" and "breathing" in morphs["masked"]
     data = Dataset(built, fields=("pose", "pose_mask"))
-    assert data.pose_names == tuple(THA3) and data.named_pose(data[0]["pose"])["mouth_aaa"] == pose[0, tha3.index("mouth_aaa")]
+    assert data.pose_names == tuple(THA3)
+    assert data.named_pose(data[0]["pose"])["mouth_aaa"] == pose[0, tha3.index("mouth_aaa")]
     assert (data[2]["pose_mask"] == mask[2]).all()
     assert verify(built) == []
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+from test_reader import ALL_FIELDS, TRAIN_SHARDS, assert_same, build_dataset, direct  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from pipeline.reader import Dataset, StreamingDataset, to_chw  # noqa: E402
-from test_reader import ALL_FIELDS, TRAIN_SHARDS, assert_same, build_dataset, direct  # noqa: E402
 
 CONTEXTS = ["fork", "spawn"]
 

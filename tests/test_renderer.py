@@ -12,9 +12,7 @@ from PIL import Image
 
 from annotator.binding import make_drivers, schema_drivers
 from manifests.schema import load_schema
-
-from renderer.model import (Bones, Deform, MaterialFlag, Materials, Model, Morph, MorphKind,
-                            Vertices)
+from renderer.model import Bones, Deform, MaterialFlag, Materials, Model, Morph, MorphKind, Vertices
 
 # -- generated models ------------------------------------------------------------------
 
@@ -417,7 +415,8 @@ def test_one_morph_for_both_eyes_takes_the_larger_weight():
     from renderer.demo import DEMO_HEAD, demo_model
     from renderer.renderer import Renderer
     roles = {"wink_left": "まばたき", "wink_right": "まばたき", "mouth_open": "あ"}
-    with Renderer(demo_model(), head_bounds=DEMO_HEAD, drivers=schema_drivers(demo_model(), roles), size=64) as renderer:
+    drivers = schema_drivers(demo_model(), roles)
+    with Renderer(demo_model(), head_bounds=DEMO_HEAD, drivers=drivers, size=64) as renderer:
         left, right, both, half = renderer.render_batch([[1, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0],
                                                          [1, 1, 0, 0, 0, 0], [1, 0.5, 0, 0, 0, 0]])
         rest = renderer.render(REST)
@@ -468,6 +467,7 @@ def demo_files(tmp_path_factory) -> tuple[Path, Path]:
 
 def _preview(*args: str):
     from click.testing import CliRunner
+
     from pipeline.cli import cli
     return CliRunner().invoke(cli, ["preview", *args])
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import CHARACTERS, SHARED
 from PIL import Image
 
-from conftest import CHARACTERS, SHARED
 from renderer.errors import ModelError
 
 pytestmark = pytest.mark.real_models
@@ -26,8 +26,8 @@ POSED = [1.0, 0.0, 1.0, 0.6, 0.5, 0.8]
 
 @pytest.fixture(scope="module")
 def renders(shared_models) -> dict[str, dict[str, np.ndarray]]:
-    from renderer.loader import load_model
     from annotator.binding import schema_drivers
+    from renderer.loader import load_model
     from renderer.renderer import Renderer
 
     images = {}
@@ -91,8 +91,8 @@ def _eye_centroid(renderer, rotation: list[float]) -> np.ndarray:
 @pytest.mark.parametrize("name", ["miku_v2", "appearance_miku"])
 def test_pose_signs_on_a_real_model(shared_models, name):
     """DESIGN.md's signs, seen in the image (the character's left is the image's right)."""
-    from renderer.loader import load_model
     from annotator.binding import schema_drivers
+    from renderer.loader import load_model
     from renderer.renderer import Renderer
 
     model = load_model(shared_models / SHARED[name])

@@ -7,9 +7,9 @@ from scipy import stats
 
 from manifests.record import Record
 from pipeline.sampling import expression_poses, model_key, rest_pose, sample_poses
+from pipeline.splits import SplitError, assign_splits, hashed_split, parse_fractions
 
 POSE_SIZE = 6  # tha1
-from pipeline.splits import SplitError, assign_splits, hashed_split, parse_fractions
 
 SHA = "3f" * 32
 N = 100_000

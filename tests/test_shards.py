@@ -8,8 +8,7 @@ import hdf5plugin
 import numpy as np
 import pytest
 
-from pipeline.shards import (FORMAT_VERSION, DatasetError, ShardWriter, open_shard, read_index,
-                             shard_path, write_index)
+from pipeline.shards import FORMAT_VERSION, DatasetError, ShardWriter, open_shard, read_index, shard_path, write_index
 
 SIZE = 8
 

@@ -11,15 +11,21 @@ from scipy.spatial.transform import Rotation
 from annotator.binding import make_drivers
 from manifests.schema import BoneDriver, load_schema
 from renderer.errors import ModelError
-from renderer.model import BoneFlag, Bones, IKChain, IKLink
-from renderer.rotations import (
-    IDENTITY, matrices_to_dual_quaternions, matrix_to_quat, quat_conjugate,
-    quat_from_axis_angle, quat_multiply, quat_slerp, quat_to_matrix,
-)
 from renderer.loader import load_model
+from renderer.model import BoneFlag, Bones, IKChain, IKLink
 from renderer.pmx_writer import write_pmx
-from renderer.renderer import Renderer
 from renderer.posing import rotations
+from renderer.renderer import Renderer
+from renderer.rotations import (
+    IDENTITY,
+    matrices_to_dual_quaternions,
+    matrix_to_quat,
+    quat_conjugate,
+    quat_from_axis_angle,
+    quat_multiply,
+    quat_slerp,
+    quat_to_matrix,
+)
 from renderer.skeleton import Skeleton
 from renderer.synthetic import Assembly, BoneSpec, MaterialSpec, cylinder, rigid
 from renderer.synthetic import make_bones as synthetic_bones

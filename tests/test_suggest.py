@@ -140,7 +140,8 @@ def test_suggest_file_and_cli(character, tmp_path):
     assert record["model"] == "chars/demo.pmx" and record["group"] == "chars" and record["status"] == "ok"
     assert record["morphs"] == demo_truth() and record["source"] == "suggested"
     manifest = tmp_path / "m.jsonl"
-    result = runner.invoke(cli, ["suggest", str(path), str(tmp_path / "chars" / "broken.pmx"), "--manifest", str(manifest)])
+    broken = tmp_path / "chars" / "broken.pmx"
+    result = runner.invoke(cli, ["suggest", str(path), str(broken), "--manifest", str(manifest)])
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in manifest.read_text("utf-8").splitlines()]
     assert [line["status"] for line in lines] == ["ok", "rejected"]
@@ -150,7 +151,8 @@ def test_suggest_file_and_cli(character, tmp_path):
 BLENDER_BONES = {"全ての親": "root", "センター": "torso", "上半身": "spine.001", "首": "DEF-spine.004",
                  "頭": "DEF-spine.006", "左目": "DEF-eye.L", "右目": "DEF-eye.R"}
 ENGLISH_MORPHS = {"まばたき": "eyesClosed", "笑い": "eyesSmile", "ウィンク": "eyeSmileWink_1",
-                  "ウィンク右": "eyeSmileWink_2", "ウィンク２": "eyesWink_1", "ｳｨﾝｸ２右": "eyesWink_2", "あ": "mouthOpen"}
+                  "ウィンク右": "eyeSmileWink_2", "ウィンク２": "eyesWink_1", "ｳｨﾝｸ２右": "eyesWink_2",
+                  "あ": "mouthOpen"}
 
 
 def test_a_blender_rig_with_english_morph_names_is_a_character_with_named_roles(character):

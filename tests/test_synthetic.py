@@ -9,8 +9,16 @@ from PIL import Image
 
 from renderer.model import BoneFlag, Deform, MaterialFlag, Model, MorphKind
 from renderer.pmx_writer import required_version
-from renderer.synthetic import (HUMAN_BONES, box, cylinder, feature_model, large_model, prop_model,
-                                write_feature_files, write_textures)
+from renderer.synthetic import (
+    HUMAN_BONES,
+    box,
+    cylinder,
+    feature_model,
+    large_model,
+    prop_model,
+    write_feature_files,
+    write_textures,
+)
 
 MODELS = {
     "feature-2.1": lambda: feature_model(2.1),

@@ -44,7 +44,8 @@ def test_full_image_and_layers_share_each_samples_jitter_and_style(varied):
     sample's own camera and style, and would not match another sample's."""
     from pipeline import shards
     from pipeline.layers import render_alone
-    from pipeline.variation import STYLES as SHADINGS, sample_camera
+    from pipeline.variation import STYLES as SHADINGS
+    from pipeline.variation import sample_camera
     from renderer import Renderer
     from renderer.demo import DEMO_HEAD, demo_model
 
@@ -91,6 +92,7 @@ def test_bad_styles_on_the_command_line_are_one_line(tmp_path):
     from pipeline.demo import write_demo_manifest
 
     _model, manifest = write_demo_manifest(tmp_path)
-    run = subprocess.run([sys.executable, "-c", "from pipeline.cli import main; main()", "build", "-m", str(manifest), "-o", str(tmp_path / "ds"),
+    run = subprocess.run([sys.executable, "-c", "from pipeline.cli import main; main()", "build", "-m", str(manifest),
+                          "-o", str(tmp_path / "ds"),
                           "--poses", "2", "--styles", "phong,sketch", "-q"], capture_output=True, text=True)
     assert run.returncode == 2 and run.stderr.count("\n") == 1 and "--styles takes distinct styles" in run.stderr

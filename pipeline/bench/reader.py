@@ -114,10 +114,10 @@ def compare_codecs(images: np.ndarray | None = None, folder: str | os.PathLike |
             with h5py.File(path, "w") as f:
                 dataset = f.create_dataset("x", shape=images.shape, dtype=np.uint8,
                                            chunks=(1, *images.shape[1:]), **options)
-                write_s = _timed(lambda: dataset.__setitem__(slice(None), images))
+                write_s = _timed(lambda: dataset.__setitem__(slice(None), images))  # noqa: B023 (called at once)
             with h5py.File(path, "r") as f:
                 dataset = f["x"]
-                read_s = _timed(lambda: [dataset[int(i)] for i in order])
+                read_s = _timed(lambda: [dataset[int(i)] for i in order])  # noqa: B023 (called at once)
             rows.append({"codec": name, "write_MBps": raw_mb / write_s, "read_images_per_s": n / read_s,
                          "bytes_per_image": path.stat().st_size / n})
     return rows

@@ -22,7 +22,8 @@ from pipeline.cli import register_user_error
               help="Dask scheduler address (tcp://host:8786); without it --backend dask starts a local "
                    "cluster. Workers must see the models and --out at the same paths (a shared filesystem).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the pose sampling and the splits.")
-@click.option("--size", type=click.IntRange(min=8), help="Image side in pixels [default: the pose schema's, 256 for tha1].")
+@click.option("--size", type=click.IntRange(min=8),
+              help="Image side in pixels [default: the pose schema's, 256 for tha1].")
 @click.option("--pose-schema", default="tha1", show_default=True,
               help="What a pose is: a preset (tha1: DESIGN.md's 6 numbers; tha3: THA3/THA4's 45 parameters, "
                    "512 px) or a schema file (manifests/schema.py says its keys).")
@@ -76,11 +77,11 @@ def command(ctx: click.Context, manifest: str, out: str, poses: int | None, pose
     mmdsynth build -m m.jsonl -o data/ --poses 100000 --layers --jitter --styles phong,toon,toon+edges
     mmdsynth build -m m.jsonl -o data/ --poses 100000 --pose-schema tha3
     """
+    from manifests.record import ManifestError
     from pipeline.build import BuildError, build
     from pipeline.plan import PlanError
     from pipeline.shards import DatasetError
     from pipeline.splits import SplitError, parse_fractions
-    from manifests.record import ManifestError
 
     register_user_error(BuildError, PlanError, SplitError, ManifestError, DatasetError)
     if (poses is None) == (poses_per_model is None):

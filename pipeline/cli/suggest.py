@@ -9,7 +9,6 @@ import click
 from pipeline.cli import UserError, register_user_error
 
 
-
 @click.command("suggest")
 @click.argument("models", nargs=-1, required=True, metavar="MODEL|DIR|GLOB...")
 @click.option("--manifest", type=click.Path(dir_okay=False),
