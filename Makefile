@@ -12,6 +12,7 @@ test: lint
 
 lint: setup-test
 	.venv/bin/ruff check .
+	.venv/bin/mypy
 
 bench: setup-test
 	.venv/bin/mmdsynth bench

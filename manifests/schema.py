@@ -117,9 +117,9 @@ class PoseSchema:
 
     def vector(self, attribute: str) -> np.ndarray:
         """One float32 value per parameter: ``default``, ``rest``, or ``low`` / ``high`` of the range."""
-        pick = {"low": lambda p: p.range[0], "high": lambda p: p.range[1]}.get(
-            attribute, lambda p: getattr(p, attribute))
-        return np.array([pick(p) for p in self.parameters], np.float32)
+        if attribute in ("low", "high"):
+            return np.array([p.range[attribute == "high"] for p in self.parameters], np.float32)
+        return np.array([getattr(p, attribute) for p in self.parameters], np.float32)
 
     def of_kind(self, kind: str) -> np.ndarray:
         """Boolean mask of the parameters of ``kind`` (expression or rotation)."""
@@ -130,7 +130,7 @@ class PoseSchema:
         return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
 
 
-def load_schema(name_or_path: str | os.PathLike = DEFAULT_SCHEMA) -> PoseSchema:
+def load_schema(name_or_path: str | os.PathLike[str] = DEFAULT_SCHEMA) -> PoseSchema:
     """A preset by name (``tha1``, ``tha3``: ``manifests/schemas/{name}.yaml``) or a schema file's path."""
     text = str(name_or_path)
     path = Path(text) if text.endswith((".yaml", ".yml", ".json")) or os.sep in text else SCHEMA_DIR / f"{text}.yaml"

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from manifests.record import ManifestError, Record
 
@@ -30,13 +31,13 @@ __all__ = ["ManifestError", "read_manifest", "upsert_records", "model_sha256", "
 HEADER_KEY = "models_root"
 
 
-def read_manifest(path: str | os.PathLike) -> list[Record]:
+def read_manifest(path: str | os.PathLike[str]) -> list[Record]:
     """All records of a manifest; blank lines and the header are skipped, a bad line raises ManifestError."""
     path = Path(path)
     return [Record.from_json(line, f"{path}:{number}") for number, line in _record_lines(path)]
 
 
-def read_header(path: str | os.PathLike) -> dict[str, str]:
+def read_header(path: str | os.PathLike[str]) -> dict[str, str]:
     """The manifest's header line (``{"models_root": ...}``), or {} when it has none or does not exist."""
     path = Path(path)
     if not path.is_file():
@@ -69,7 +70,7 @@ def repeated_models(records: Iterable[Record]) -> list[str]:
     return [f"{model} ({', '.join(found)})" for model, found in sorted(statuses.items()) if len(found) > 1]
 
 
-def _header(line: str) -> dict | None:
+def _header(line: str) -> dict[str, Any] | None:
     """The decoded line when it is a header (an object naming the models root and no model)."""
     try:
         data = json.loads(line)
@@ -83,8 +84,8 @@ def _record_lines(path: Path) -> list[tuple[int, str]]:
     return lines[1:] if lines and _header(lines[0][1]) is not None else lines
 
 
-def upsert_records(path: str | os.PathLike, records: Iterable[Record],
-                   root: str | os.PathLike | None = None) -> list[Record]:
+def upsert_records(path: str | os.PathLike[str], records: Iterable[Record],
+                   root: str | os.PathLike[str] | None = None) -> list[Record]:
     """Merge ``records`` into the manifest by model and return the manifest as written.
 
     A later record replaces an earlier one for the same model, except that an annotated
@@ -112,7 +113,7 @@ def upsert_records(path: str | os.PathLike, records: Iterable[Record],
     return result
 
 
-def model_sha256(path: str | os.PathLike) -> str:
+def model_sha256(path: str | os.PathLike[str]) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
@@ -128,7 +129,7 @@ class ModelsRoot:
     origin: str
 
 
-def models_root(manifest: str | os.PathLike, override: str | os.PathLike | None = None) -> ModelsRoot:
+def models_root(manifest: str | os.PathLike[str], override: str | os.PathLike[str] | None = None) -> ModelsRoot:
     """``override`` (``--models-root``), else the manifest's header, else the manifest's folder."""
     manifest = Path(manifest)
     if override is not None:
@@ -140,8 +141,8 @@ def models_root(manifest: str | os.PathLike, override: str | os.PathLike | None 
     return ModelsRoot(manifest.resolve().parent, f"the folder of {manifest} (it has no models_root header)")
 
 
-def root_for_inputs(manifest: str | os.PathLike | None, override: str | os.PathLike | None,
-                    inputs: Iterable[str | os.PathLike]) -> ModelsRoot:
+def root_for_inputs(manifest: str | os.PathLike[str] | None, override: str | os.PathLike[str] | None,
+                    inputs: Iterable[str | os.PathLike[str]]) -> ModelsRoot:
     """The root that new records of ``inputs`` (model files, folders) are named against.
 
     ``override``, else the manifest's header, else the manifest's folder (without a
@@ -166,7 +167,7 @@ def root_for_inputs(manifest: str | os.PathLike | None, override: str | os.PathL
     return ModelsRoot(Path(os.path.commonpath(folders)), "the common folder of the models given")
 
 
-def default_models_root(manifest_path: str | os.PathLike) -> Path:
+def default_models_root(manifest_path: str | os.PathLike[str]) -> Path:
     """Where a manifest's model paths point when no --models-root is given."""
     return models_root(manifest_path).path
 

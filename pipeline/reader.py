@@ -87,9 +87,9 @@ class ToCHW:
 
     def _image(self, image: np.ndarray) -> np.ndarray:
         chw = np.moveaxis(image, -1, -3).astype(np.float32)
-        if self.value_range == "[0,1]":
-            return chw * np.float32(1 / 255)
-        return chw * np.float32(2 / 255) - np.float32(1)
+        scaled: np.ndarray = (chw * np.float32(1 / 255) if self.value_range == "[0,1]"
+                              else chw * np.float32(2 / 255) - np.float32(1))
+        return scaled
 
 
 def to_chw(range: str = "[-1,1]") -> ToCHW:  # noqa: A002 (the name trainers expect)
@@ -130,12 +130,12 @@ class TorchAware:
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         return object.__new__(_torch_variant(cls))
 
-    def __reduce_ex__(self, protocol: Any) -> tuple:
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
         getstate = getattr(self, "__getstate__", None)  # object has one from Python 3.11 on
         return _rebuild, (_plain(type(self)), getstate() if getstate else dict(self.__dict__))
 
 
-_VARIANTS: dict[type, type] = {}
+_VARIANTS: dict[type[Any], type[Any]] = {}
 
 
 def _torch_module() -> Any:
@@ -150,7 +150,7 @@ def _torch_module() -> Any:
     return torch
 
 
-def _torch_variant(cls: type) -> type:
+def _torch_variant(cls: type[Any]) -> type[Any]:
     """``cls``, or (torch installed) its cached subclass deriving from torch's base as well."""
     torch = _torch_module()
     if torch is None:
@@ -164,11 +164,12 @@ def _torch_variant(cls: type) -> type:
     return _VARIANTS[cls]
 
 
-def _plain(cls: type) -> type:
-    return cls.__dict__.get("_plain_class", cls)
+def _plain(cls: type[Any]) -> type[Any]:
+    plain: type[Any] = cls.__dict__.get("_plain_class", cls)
+    return plain
 
 
-def _rebuild(cls: type, state: dict) -> Any:
+def _rebuild(cls: Any, state: dict[str, Any]) -> Any:
     instance = cls.__new__(cls)
     if hasattr(instance, "__setstate__"):
         instance.__setstate__(state)
@@ -185,7 +186,9 @@ class Dataset(TorchAware):
     workers when inside a torch DataLoader worker.
     """
 
-    def __init__(self, root: str | os.PathLike, split: str = "train",
+    _pool: ThreadPoolExecutor | None  # decode threads, made by the first batch that can use two
+
+    def __init__(self, root: str | os.PathLike[str], split: str = "train",
                  fields: Sequence[str] = DEFAULT_FIELDS,
                  transform: Callable[[Sample], Sample] | None = None, threads: int | None = None) -> None:
         self.root = Path(root)
@@ -234,19 +237,19 @@ class Dataset(TorchAware):
         """One image row through h5py (its chunk cache keeps shared rest images decoded), checked."""
         origin = f"{self.paths[shard]}: {name}[{row}]"
         try:
-            image = self._dataset(shard, name)[row]
+            image: np.ndarray = self._dataset(shard, name)[row]
         except OSError as error:  # h5py's word for a chunk its filters cannot decode
             raise DatasetError(f"{origin}: unreadable ({error})") from None
         _check(Check(image, int(self._small(shard, checksum_field(name))[row]), origin))
         return image
 
-    def get_batch(self, indices: Sequence[int]) -> Sample:
+    def get_batch(self, indices: Sequence[int] | np.ndarray) -> Sample:
         """Samples stacked along a first axis, in the order given; read in sorted order per
         shard, each distinct image decoded once, decoding spread over ``threads``."""
         batch = self._read(indices)
         return self.transform(batch) if self.transform else batch
 
-    def get_samples(self, indices: Sequence[int]) -> list[Sample]:
+    def get_samples(self, indices: Sequence[int] | np.ndarray) -> list[Sample]:
         """Separate samples (each transformed alone), read as one batch; a lone index reads as
         ``ds[i]``, measured faster for one sample (h5py's chunk cache keeps rest images decoded)."""
         if len(indices) == 1:
@@ -273,12 +276,12 @@ class Dataset(TorchAware):
         order = RandomSampler(self, generator=generator) if shuffle else SequentialSampler(self)
         return DataLoader(self, batch_size=None, sampler=BatchSampler(order, batch_size, drop_last), **options)
 
-    def _read(self, indices: Sequence[int]) -> Sample:
-        indices = np.asarray(indices, dtype=np.int64)
-        if len(indices) and not (indices.min() >= -len(self) and indices.max() < len(self)):
+    def _read(self, indices: Sequence[int] | np.ndarray) -> Sample:
+        wanted = np.asarray(indices, dtype=np.int64)
+        if len(wanted) and not (wanted.min() >= -len(self) and wanted.max() < len(self)):
             raise IndexError(f"indices outside 0..{len(self) - 1} of split {self.split!r}")
-        shards, rows = self.locate(indices % max(len(self), 1))
-        batch = self._empty(len(indices))
+        shards, rows = self.locate(wanted % max(len(self), 1))
+        batch = self._empty(len(wanted))
         chunks: list[Chunk] = []
         checks: list[Check] = []
         repeats: list[tuple[str, np.ndarray, np.ndarray]] = []
@@ -421,15 +424,15 @@ class Dataset(TorchAware):
         self._datasets: dict[tuple[int, str], Any] = {}
         self._arrays: dict[tuple[int, str], np.ndarray] = {}
         self._grids: dict[tuple[int, str], tuple[int, ...] | None] = {}
-        self._pool: ThreadPoolExecutor | None = None  # a parent's pool has no threads in a child
+        self._pool = None  # a parent's pool has no threads in a child
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         for name in ("_files", "_datasets", "_arrays", "_grids", "_pool", "_pid"):
             state.pop(name)
         return state
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._drop_handles()
 
@@ -469,7 +472,7 @@ class StreamingDataset(TorchAware):
 
     TORCH_BASE = "IterableDataset"
 
-    def __init__(self, root: str | os.PathLike, split: str = "train",
+    def __init__(self, root: str | os.PathLike[str], split: str = "train",
                  fields: Sequence[str] = DEFAULT_FIELDS, seed: int = 0, shuffle: bool = True,
                  rank: int = 0, world_size: int = 1, drop_last: bool = False, batch_size: int = 1,
                  transform: Callable[[Sample], Sample] | None = None) -> None:
@@ -497,13 +500,13 @@ class StreamingDataset(TorchAware):
     def position(self, value: int) -> None:
         self._shared[1] = int(value)
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         if multiprocessing.context.get_spawning_popen() is None:  # an ordinary pickle: nobody to share with
             state["_shared"] = list(self._shared)
         return state
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         if isinstance(self._shared, list):
             self._shared = multiprocessing.sharedctypes.RawArray("q", self._shared)
@@ -545,7 +548,8 @@ class StreamingDataset(TorchAware):
         """The global indices this worker yields, resuming after ``position``."""
         remaining = self.rank_order()[self.position:]
         run = np.arange(len(remaining)) // self.batch_size
-        return remaining[run % num_workers == worker_id]
+        mine: np.ndarray = remaining[run % num_workers == worker_id]
+        return mine
 
     def iterate(self, worker_id: int = 0, num_workers: int = 1, track: bool | None = None) -> Iterator[Sample]:
         """The samples of one worker, read a run of ``batch_size`` at a time; ``position``
@@ -622,7 +626,7 @@ def _chunk_grid(dataset: Any) -> tuple[int, ...] | None:
     shape, chunks = dataset.shape, dataset.chunks
     for k in range(1, len(shape) + 1):
         if chunks[k:] == shape[k:] and set(chunks[:k]) == {1}:
-            return shape[1:k]
+            return tuple(shape[1:k])
     return None
 
 

@@ -91,7 +91,7 @@ def generator_version() -> str:
         return "0+unknown"
 
 
-def config_text(config: dict) -> str:
+def config_text(config: dict[str, Any]) -> str:
     """A build config as a shard's ``config`` attribute stores it (what a resume compares)."""
     return json.dumps(config, sort_keys=True)
 
@@ -103,7 +103,7 @@ def checksum_field(name: str) -> str:
 
 def row_checksums(rows: np.ndarray) -> np.ndarray:
     """CRC-32 of each row's bytes (zlib releases the GIL, so reader threads check in parallel)."""
-    return np.fromiter((zlib.crc32(np.ascontiguousarray(row)) for row in rows), np.uint32, len(rows))
+    return np.fromiter((zlib.crc32(np.ascontiguousarray(row).data) for row in rows), np.uint32, len(rows))
 
 
 def stored_schema(f: h5py.File) -> PoseSchema:
@@ -113,7 +113,7 @@ def stored_schema(f: h5py.File) -> PoseSchema:
     return schema_from_json(text) if text else load_schema("tha1")
 
 
-def shard_path(root: str | os.PathLike, split: str, k: int) -> Path:
+def shard_path(root: str | os.PathLike[str], split: str, k: int) -> Path:
     """``DIR/shards/{split}-{k:05d}.h5``: the one place shard names are made."""
     return Path(root) / SHARDS_DIR / f"{split}-{k:05d}.h5"
 
@@ -135,8 +135,8 @@ class ShardWriter:
     the resume then finds unreadable and renders again; a crash of the process loses none).
     """
 
-    def __init__(self, path: str | os.PathLike, *, size: int | tuple[int, int], models: int,
-                 samples: int, split: str, config: dict, layers: list[str] | None = None,
+    def __init__(self, path: str | os.PathLike[str], *, size: int | tuple[int, int], models: int,
+                 samples: int, split: str, config: dict[str, Any], layers: list[str] | None = None,
                  taxonomy: str | None = None, styles: list[str] | None = None, durable: bool = True,
                  schema: PoseSchema | None = None) -> None:
         self.path = Path(path)
@@ -159,14 +159,21 @@ class ShardWriter:
             raise
         return self
 
+    @property
+    def _file(self) -> h5py.File:
+        """The file being written, which exists only inside ``with``."""
+        if self.file is None:
+            raise ValueError(f"{self.path}: a ShardWriter writes only inside 'with'")
+        return self.file
+
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         if kind is not None:
             self._discard()
             return
         try:
-            self.file.flush()
-            self.file.close()
+            self._file.flush()
+            self._file.close()
             self.file = None
             if self.durable:
                 _fsync(self.tmp_path)
@@ -189,7 +196,7 @@ class ShardWriter:
             self.tmp_path.unlink(missing_ok=True)
 
     def _create(self) -> None:
-        f, h, w = self.file, self.height, self.width
+        f, h, w = self._file, self.height, self.width
         f.attrs.update(format_version=FORMAT_VERSION, generator_version=generator_version(),
                        split=self.split, name=self.path.name, config=config_text(self.config))
         _images(f, "rest", (self.models,), h, w)
@@ -217,7 +224,7 @@ class ShardWriter:
     def add_model(self, i: int, name: str, sha256: str, morphs_json: str, rest: np.ndarray,
                   rest_layers: np.ndarray | None = None) -> None:
         """Model ``i`` of this shard: its identity, what its morph channels used, its rest image(s)."""
-        f = self.file
+        f = self._file
         f["models/name"][i] = name
         f["models/sha256"][i] = sha256
         f["models/morphs"][i] = morphs_json
@@ -230,7 +237,7 @@ class ShardWriter:
                     posed_layers: np.ndarray | None = None, pose_mask: np.ndarray | None = None) -> None:
         """Samples ``start .. start+n``, written as contiguous slices (one HDF5 call per dataset);
         ``pose_mask`` (n, P) says which parameters each image can show (default: all)."""
-        f, stop = self.file, start + len(pose)
+        f, stop = self._file, start + len(pose)
         f["pose"][start:stop] = np.asarray(pose, np.float32)
         f["pose_mask"][start:stop] = np.ones(np.shape(pose), bool) if pose_mask is None else pose_mask
         f["model_index"][start:stop] = np.asarray(model_index, np.int32)
@@ -242,8 +249,8 @@ class ShardWriter:
 
     def add_variation(self, start: int, jitter: np.ndarray, style: np.ndarray) -> None:
         """Per sample from ``start`` on: its (dx, dy, scale) framing jitter and its style (index into ``styles``)."""
-        self.file["jitter"][start:start + len(jitter)] = np.asarray(jitter, np.float32)
-        self.file["style"][start:start + len(style)] = np.asarray(style, np.uint8)
+        self._file["jitter"][start:start + len(jitter)] = np.asarray(jitter, np.float32)
+        self._file["style"][start:start + len(style)] = np.asarray(style, np.uint8)
 
     def _layers(self, name: str, start: int, images: np.ndarray | None) -> None:
         if (images is None) != (self.layers is None):
@@ -254,8 +261,8 @@ class ShardWriter:
 
     def _put(self, name: str, start: int, images: np.ndarray) -> None:
         """Image rows and their checksums."""
-        self.file[name][start:start + len(images)] = images
-        self.file[checksum_field(name)][start:start + len(images)] = row_checksums(images)
+        self._file[name][start:start + len(images)] = images
+        self._file[checksum_field(name)][start:start + len(images)] = row_checksums(images)
 
     def finish(self, *, samples: int, models: int) -> None:
         """Truncate to the counts actually written (models that failed leave no trace)."""
@@ -327,7 +334,7 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def open_shard(path: str | os.PathLike, *, cache_bytes: int | None = None) -> h5py.File:
+def open_shard(path: str | os.PathLike[str], *, cache_bytes: int | None = None) -> h5py.File:
     """Open a shard read-only; anything but a shard of a known format is a ``DatasetError``.
 
     ``cache_bytes`` sizes h5py's per-dataset chunk cache (default: h5py's 1 MiB).
@@ -351,7 +358,7 @@ def open_shard(path: str | os.PathLike, *, cache_bytes: int | None = None) -> h5
     return f
 
 
-def read_index(root: str | os.PathLike) -> dict:
+def read_index(root: str | os.PathLike[str]) -> dict[str, Any]:
     """The dataset's ``index.json``, checked for the format version this code reads."""
     root = Path(root)
     if not root.is_dir():
@@ -390,7 +397,7 @@ def _check_entries(path: Path, entries: Any) -> None:
         seen.add(name)
 
 
-def write_index(root: str | os.PathLike, index: dict) -> None:
+def write_index(root: str | os.PathLike[str], index: dict[str, Any]) -> None:
     """Replace ``index.json`` atomically: a reader sees the old index or the new, never half."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
