@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import SHARED
 
+from renderer import loader
 from renderer.errors import ModelError
 from renderer.model import Bones, Deform, IKChain, IKLink, Materials, Model, Morph, MorphKind, Vertices
 from renderer.pmx import read_pmx
@@ -327,7 +328,6 @@ def test_round_trip_through_the_reader(tmp_path, make):
 @pytest.mark.parametrize("key", ["appearance_miku", "miku_v2"])
 def test_real_models_survive_a_rewrite(shared_models, tmp_path, key):
     """write_pmx(load_model(p)) keeps everything the reader read, for PMX and PMD sources."""
-    loader = pytest.importorskip("renderer.loader", reason="renderer.loader is not written yet")
     original = loader.load_model(shared_models / SHARED[key])
     write_pmx(original, tmp_path / "rewritten.pmx")
     assert_models_equal(original, loader.load_model(tmp_path / "rewritten.pmx"), same_format=key != "miku_v2")

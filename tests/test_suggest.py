@@ -12,9 +12,8 @@ from annotator.head import NotACharacter, suggest_head_bounds
 from annotator.roles import normalise
 from annotator.suggest import suggest_roles
 from manifests.record import ROLES
+from renderer import demo, synthetic
 from renderer.model import Morph, MorphKind
-
-demo = pytest.importorskip("renderer.demo")
 
 
 def demo_truth() -> dict[str, str | None]:
@@ -97,7 +96,6 @@ def test_names_are_normalised():
 
 
 def test_prop_is_not_a_character():
-    synthetic = pytest.importorskip("renderer.synthetic")
     with pytest.raises(NotACharacter, match="no head bone"):
         suggest_head_bounds(synthetic.prop_model())
 
@@ -119,7 +117,6 @@ def test_empty_model_is_not_a_character(character):
 
 def test_suggest_file_and_cli(character, tmp_path):
     """Through a real file: the loader, the record, the CLI (stdout and manifest)."""
-    pytest.importorskip("renderer.loader")
     from click.testing import CliRunner
 
     from pipeline.cli import cli

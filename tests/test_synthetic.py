@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from renderer import loader
 from renderer.model import BoneFlag, Deform, MaterialFlag, Model, MorphKind
 from renderer.pmx_writer import required_version
 from renderer.synthetic import (
@@ -172,7 +173,6 @@ def test_feature_files(files):
 
 
 def test_feature_files_load(files):
-    loader = pytest.importorskip("renderer.loader", reason="renderer.loader is not written yet")
     from renderer.errors import ModelError
 
     for key in ("feature", "feature_20", "large", "prop", "missing_texture", "sjis_texture"):
