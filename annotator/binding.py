@@ -22,6 +22,7 @@ import numpy as np
 
 from manifests.record import ROLES
 from manifests.schema import AXES, BoneDriver, MorphDriver, PoseSchema, load_schema
+from renderer.errors import UserError
 from renderer.humanoid import eye_bones, head_bone, neck_bone, upper_body_bones
 from renderer.model import Model
 from renderer.posing import Drivers
@@ -32,7 +33,7 @@ BONES = {"head": head_bone, "neck": neck_bone, "eyes": lambda m: eye_bones(m).bo
          "upper_body": lambda m: upper_body_bones(m)[0], "upper_body2": lambda m: upper_body_bones(m)[1]}
 
 
-class RoleError(ValueError):
+class RoleError(UserError, ValueError):
     """A model cannot drive a required parameter (no mouth, no eye morph, no head): skip it, with this reason."""
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from annotator.mesh import vertex_components
 from annotator.motion import MOUTH_PANEL, moved_by_panel
+from renderer.errors import UserError
 from renderer.framing import head_center_x
 from renderer.humanoid import eye_bones, head_bone, neck_bone
 from renderer.model import Model
@@ -24,7 +25,7 @@ WORN_AT_MOST = 0.5  # share of the skull's vertices that may be worn things befo
 FRONT = 0.02  # margin in front of the neck, as a fraction of the head depth
 
 
-class NotACharacter(ValueError):
+class NotACharacter(UserError, ValueError):
     """The model has no head to frame; the message is the manifest's reject reason."""
 
 

@@ -62,6 +62,7 @@ import numpy as np
 import yaml
 
 from annotator.head import NotACharacter, bone_mask, bone_weight, descendants, suggest_head_bounds
+from renderer.errors import UserError
 from renderer.humanoid import head_bone, neck_bone
 from renderer.model import Model
 
@@ -147,7 +148,7 @@ SKULL_TOP = 0.75  # hair reaches this height above the chin...
 HANGS = 0.25  # ...or hangs this far below it
 
 
-class LayerConfigError(ValueError):
+class LayerConfigError(UserError, ValueError):
     """A layer config (file or overrides) is malformed; the message names the file and the problem."""
 
 

@@ -74,7 +74,7 @@ from annotator.suggest import relative_model_path, suggest
 from annotator.views import ModelInfo, RenderService
 from manifests.record import HEAD_LIMIT, ROLES, ManifestError, Record
 from manifests.store import model_sha256, read_manifest, repeated_models, root_for_inputs, upsert_records
-from renderer.errors import ModelError
+from renderer.errors import ModelError, UserError
 from renderer.files import model_files
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -85,7 +85,7 @@ MAX_REASON = 1000  # characters of a reject reason
 log = logging.getLogger(__name__)
 
 
-class SetupError(ValueError):
+class SetupError(UserError, ValueError):
     """The models folder, manifest or models root cannot be used; the message says why."""
 
 

@@ -29,6 +29,9 @@ class ManifestError(ValueError):
         self.reason = reason
         super().__init__(f"{where}: {reason}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.where, self.reason)  # picklable: the GUI's render process sends it back
+
 
 @dataclass
 class Record:

@@ -16,11 +16,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from renderer.errors import UserError
+
 ARCHIVE_SUFFIXES = (".zip", ".7z", ".rar")
 UTF8_FLAG = 0x800
 
 
-class ArchiveError(Exception):
+class ArchiveError(UserError):
     """An archive that cannot be unpacked (damaged, encrypted, unsupported)."""
 
 

@@ -36,13 +36,14 @@ from pipeline.progress import ShardProgress
 from pipeline.sampling import expression_poses, rest_pose, sample_poses
 from pipeline.sheets import HISTOGRAMS_NAME, LAYERS_NAME, PREVIEW_NAME
 from pipeline.splits import DEFAULT_FRACTIONS
+from renderer.errors import UserError
 
 BACKENDS = ("loky", "dask")
 FRAMINGS = ("head", "full-body")  # DESIGN.md's head framing, or the whole model (full-body trainers)
 OUTPUTS = (HISTOGRAMS_NAME, PREVIEW_NAME, LAYERS_NAME)  # what a build writes beside the shards
 
 
-class BuildError(ValueError):
+class BuildError(UserError, ValueError):
     """The build cannot start: bad settings, or DIR holds a build with a different config."""
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import shards
+from renderer.errors import UserError
 
 FORMATS = ("png", "webdataset")
 BACKGROUNDS = {"none": None, "white": 255, "black": 0}
@@ -42,7 +43,7 @@ PNG_LEVEL = 3  # zlib level: measured twice the speed of Pillow's default 6 for 
 EXPORT_NAME = "export.json"
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """Bad export settings, or an output folder that holds something else."""
 
 

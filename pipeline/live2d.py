@@ -53,6 +53,7 @@ from annotator.layers import DEFAULT, LayerConfig
 from manifests.schema import load_schema
 from pipeline import shards
 from pipeline.layers import composite, composite_error, exact_stacks, premultiply, unpremultiply
+from renderer.errors import UserError
 
 SPLIT = "train"
 FULL_NAME = "all.png"
@@ -64,7 +65,7 @@ class DumpError(ValueError):
     """One model's dump is unusable; the message names the file and the problem."""
 
 
-class Live2DImportError(ValueError):
+class Live2DImportError(UserError, ValueError):
     """The import cannot start (SRC holds no model folders, OUT holds a dataset)."""
 
 

@@ -14,11 +14,12 @@ from typing import Any
 
 from manifests.store import repeated_models
 from pipeline.splits import DEFAULT_FRACTIONS, assign_splits, group_of
+from renderer.errors import UserError
 
 DEFAULT_SHARD_SIZE = 1000  # samples; ~0.5 GB of raw images per shard at 256 px, less compressed
 
 
-class PlanError(ValueError):
+class PlanError(UserError, ValueError):
     """The manifest and settings give nothing to build, or contradict each other."""
 
 

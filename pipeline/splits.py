@@ -11,11 +11,12 @@ from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from manifests.record import SPLITS
+from renderer.errors import UserError
 
 DEFAULT_FRACTIONS: dict[str, float] = {"train": 0.9, "val": 0.05, "test": 0.05}
 
 
-class SplitError(ValueError):
+class SplitError(UserError, ValueError):
     """The manifest's explicit splits or the requested fractions cannot be honoured."""
 
 

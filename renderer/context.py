@@ -12,10 +12,12 @@ import os
 
 import moderngl
 
+from renderer.errors import UserError
+
 REQUIRED_GL = 430  # shader storage buffers hold the bone matrices
 
 
-class ContextError(RuntimeError):
+class ContextError(UserError, RuntimeError):
     """No usable headless OpenGL: the message says what to install."""
 
 

@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from renderer.errors import ModelError
+from renderer.errors import UserError
 
 COMMANDS = {
     "ingest": "unpack model archives and folders into a models folder with a catalog",
@@ -30,24 +30,29 @@ COMMANDS = {
 }
 
 
-class UserError(click.ClickException):
-    """Bad input from the user: printed as one line, exit status 2, no traceback."""
-
-    exit_code = 2
+class CommandError(UserError, click.ClickException):
+    """Bad input the command line itself finds (an option's value): click prints it as one line."""
 
     def show(self, file=None) -> None:
         click.echo(f"error: {self.format_message()}", err=True, file=file)
 
 
-# Library exceptions that describe bad user input; anything else is a bug and keeps its traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ModelError, FileNotFoundError, NotADirectoryError,
-                                                 IsADirectoryError, PermissionError)
+# What a user can fix, printed as one line; anything else is a bug and keeps its traceback.
+USER_ERRORS = (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
-def register_user_error(*types: type[BaseException]) -> None:
-    """Let a library module declare its own bad-input exception types."""
-    global USER_ERRORS
-    USER_ERRORS = USER_ERRORS + types
+# The data formats' own errors: the trainer-facing reader imports nothing of the renderer, so these
+# cannot derive from UserError. Looked up by name: when one was raised its module is loaded, and the
+# CLI's start-up stays free of h5py.
+FORMAT_ERRORS = {"pipeline.shards": "DatasetError", "manifests.record": "ManifestError",
+                 "manifests.schema": "SchemaError"}
+
+
+def user_fixable(error: BaseException) -> bool:
+    """Whether ``error`` is bad input to print as one line (else a bug, which keeps its traceback)."""
+    formats = tuple(getattr(sys.modules[module], name) for module, name in FORMAT_ERRORS.items()
+                    if module in sys.modules)
+    return isinstance(error, USER_ERRORS + formats)
 
 
 class LazyGroup(click.Group):
@@ -95,8 +100,10 @@ def main() -> None:
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
-    except USER_ERRORS as error:
+    except Exception as error:
+        if not user_fixable(error):
+            raise
         click.echo(f"error: {error}", err=True)
-        sys.exit(getattr(error, "exit_code", 2))  # a type may have its own (a full disk: 3)
+        sys.exit(getattr(error, "exit_code", 2))  # a UserError may have its own (a full disk: 3)
     # ctx.exit(n) inside a command (e.g. "some models failed") comes back as n.
     sys.exit(code if isinstance(code, int) else 0)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from pipeline.cli import UserError, register_user_error
+from pipeline.cli import CommandError
 
 
 @click.command("annotate")
@@ -31,16 +31,15 @@ def command(directory: str, manifest: str, port: int, host: str, models_root: st
     from annotator.server import SetupError, create_app
     from manifests.record import ManifestError
 
-    register_user_error(ManifestError)
     try:
         app = create_app(directory, manifest, models_root, hosts=served_hosts(host))
     except (SetupError, ManifestError) as error:
-        raise UserError(str(error)) from None
+        raise CommandError(str(error)) from None
     try:
         server = make_server(host, port, app, threaded=True)
     except OSError as error:
         app.extensions["mmdsynth"].close()
-        raise UserError(f"cannot listen on {host}:{port} ({error.strerror or error})") from None
+        raise CommandError(f"cannot listen on {host}:{port} ({error.strerror or error})") from None
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per image request
     url = f"http://{host}:{server.server_port}/"
     repeated = app.extensions["mmdsynth"].catalog.repeated

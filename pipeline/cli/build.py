@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import click
 
-from pipeline.cli import register_user_error
-
 
 @click.command()
 @click.option("--manifest", "-m", required=True, type=str,
@@ -77,13 +75,9 @@ def command(ctx: click.Context, manifest: str, out: str, poses: int | None, pose
     mmdsynth build -m m.jsonl -o data/ --poses 100000 --layers --jitter --styles phong,toon,toon+edges
     mmdsynth build -m m.jsonl -o data/ --poses 100000 --pose-schema tha3
     """
-    from manifests.record import ManifestError
-    from pipeline.build import BuildError, build
-    from pipeline.plan import PlanError
-    from pipeline.shards import DatasetError
-    from pipeline.splits import SplitError, parse_fractions
+    from pipeline.build import build
+    from pipeline.splits import parse_fractions
 
-    register_user_error(BuildError, PlanError, SplitError, ManifestError, DatasetError)
     if (poses is None) == (poses_per_model is None):
         raise click.UsageError("give exactly one of --poses and --poses-per-model")
     if scheduler and backend != "dask":

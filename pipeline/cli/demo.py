@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import click
 
-from pipeline.cli import register_user_error
-
 
 @click.command()
 @click.argument("out", default="demo-dataset", required=False, type=click.Path(file_okay=False))
@@ -20,10 +18,8 @@ def command(ctx: click.Context, out: str, poses: int, size: int, jobs: int | Non
     preview.png (random rest / expression / posed triplets) and pose_histograms.png.
     Running it again rebuilds only what changed.
     """
-    from pipeline.build import BuildError
     from pipeline.demo import run_demo
 
-    register_user_error(BuildError)
     demo = run_demo(out, poses=poses, size=size, jobs=jobs, progress=not quiet)
     click.echo(demo.summary())
     if demo.report.failed:

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import click
 
-from pipeline.cli import register_user_error
-
 
 @click.command("export")
 @click.argument("directory", metavar="DIR", type=click.Path(exists=True, file_okay=False))
@@ -25,10 +23,8 @@ def command(directory: str, to: str, out: str, background: str, rgb: bool, quiet
     mmdsynth export data/ --to png --out data-png/ --background white --rgb
     mmdsynth export data/ --to webdataset --out data-wds/
     """
-    from pipeline.export import ExportError, export
-    from pipeline.shards import DatasetError
+    from pipeline.export import export
 
-    register_user_error(ExportError, DatasetError)
     report = export(directory, out, to, background=background, rgb=rgb, progress=not quiet)
     samples = sum(report.splits.values())
     click.echo(f"{out}: {samples} samples ({', '.join(f'{s} {n}' for s, n in report.splits.items())}), "

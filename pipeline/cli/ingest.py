@@ -5,8 +5,6 @@ import time
 
 import click
 
-from pipeline.cli import register_user_error
-
 
 @click.command("ingest")
 @click.argument("sources", nargs=-1, required=True, metavar="SRC...")
@@ -26,10 +24,8 @@ def command(ctx: click.Context, sources: tuple[str, ...], out: str, quiet: bool)
     mmdsynth ingest downloads/ --out models/
     mmdsynth suggest models/ --manifest manifests/mine.jsonl
     """
-    from pipeline.archives import ArchiveError
     from pipeline.ingest import ingest
 
-    register_user_error(ArchiveError)
     start = time.perf_counter()
     report = ingest(sources, out, progress=not quiet)
     seconds = time.perf_counter() - start

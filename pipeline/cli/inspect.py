@@ -5,8 +5,6 @@ import json
 
 import click
 
-from pipeline.cli import register_user_error
-
 
 def _megabytes(n: float) -> str:
     return f"{n / 1e6:.1f} MB"
@@ -17,10 +15,8 @@ def _megabytes(n: float) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def command(root: str, as_json: bool) -> None:
     """Counts per split and per model, size on disk, the build config and failed models."""
-    from pipeline.shards import DatasetError
     from pipeline.verify import inspect
 
-    register_user_error(DatasetError)
     summary = inspect(root)
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False))

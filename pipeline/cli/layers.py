@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import click
 
-from pipeline.cli import register_user_error
-
 
 @click.group()
 def command() -> None:
@@ -38,10 +36,9 @@ def import_(ctx: click.Context, src: str, out: str, size: int, map_file: str | N
     \b
     mmdsynth layers import dumps/ --out data-live2d/ --size 256
     """
-    from annotator.layers import LayerConfigError, load_config
-    from pipeline.live2d import Live2DImportError, import_dumps
+    from annotator.layers import load_config
+    from pipeline.live2d import import_dumps
 
-    register_user_error(LayerConfigError, Live2DImportError)
     report = import_dumps(src, out, size=size, config=load_config(map_file), shard_size=shard_size,
                           force=force, progress=not quiet)
     click.echo(report.summary())

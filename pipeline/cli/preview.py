@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli import UserError, register_user_error
+from pipeline.cli import CommandError
 
 POSE_HELP = ("The pose: comma-separated numbers in the schema's order (tha1: eye_left, eye_right, mouth in "
              "[0, 1], 1 = closed eye, open mouth; neck_z, head_x, head_y in [-1, 1], x15 degrees), or "
@@ -31,20 +31,16 @@ POSE_HELP = ("The pose: comma-separated numbers in the schema's order (tha1: eye
 def command(model: str, out: str, pose: str | None, pose_schema: str, size: int | None, shading: str,
             edges: bool, msaa: int, manifest: str | None, gpu: int | None) -> None:
     """Render MODEL in one pose to a PNG (RGBA, transparent background)."""
-    from manifests.schema import SchemaError, load_schema
+    from manifests.schema import load_schema
 
-    register_user_error(SchemaError)
     schema = load_schema(pose_schema)
     numbers = parse_pose(pose, schema)
     from PIL import Image
 
     from annotator.binding import bind_roles
-    from manifests.record import ManifestError
-    from renderer.context import ContextError
     from renderer.loader import load_model
     from renderer.renderer import Renderer
 
-    register_user_error(ManifestError, ContextError)
     loaded = load_model(model)
     head, roles, notes = manifest_setup(loaded, manifest) if manifest else suggested_setup(loaded)
     binding = bind_roles(roles, schema=schema, model=loaded, strict=False)  # a model without a mouth still previews
@@ -60,7 +56,7 @@ def command(model: str, out: str, pose: str | None, pose_schema: str, size: int 
 
 
 def parse_pose(text: str | None, schema) -> list[float]:
-    """'0,0,1,0,0,0' or 'mouth=1,head_y=0.5' -> the schema's numbers within their ranges, or a one-line UserError."""
+    """'0,0,1,0,0,0' or 'mouth=1,head_y=0.5' -> the schema's numbers within their ranges, or a one-line CommandError."""
     numbers = schema.vector("rest").tolist()
     if text is None:
         return numbers
@@ -69,17 +65,17 @@ def parse_pose(text: str | None, schema) -> list[float]:
         if any("=" in part for part in parts):
             for name, _, value in (part.partition("=") for part in parts):
                 if name.strip() not in schema.names:
-                    raise UserError(f"--pose {text!r}: {schema.name} has no parameter {name.strip()!r}")
+                    raise CommandError(f"--pose {text!r}: {schema.name} has no parameter {name.strip()!r}")
                 numbers[schema.index(name.strip())] = float(value)
         else:
             numbers = [float(part) for part in parts]
     except ValueError:
-        raise UserError(f"--pose {text!r}: not comma-separated numbers or name=value pairs") from None
+        raise CommandError(f"--pose {text!r}: not comma-separated numbers or name=value pairs") from None
     if len(numbers) != schema.size:
-        raise UserError(f"--pose {text!r}: {schema.name} needs {schema.size} numbers, got {len(numbers)}")
+        raise CommandError(f"--pose {text!r}: {schema.name} needs {schema.size} numbers, got {len(numbers)}")
     outside = [p for value, p in zip(numbers, schema.parameters) if not p.range[0] <= value <= p.range[1]]
     if outside:
-        raise UserError(f"--pose {text!r}: {outside[0].name} must be in [{outside[0].range[0]:g}, "
+        raise CommandError(f"--pose {text!r}: {outside[0].name} must be in [{outside[0].range[0]:g}, "
                         f"{outside[0].range[1]:g}]")
     return numbers
 
@@ -96,7 +92,7 @@ def manifest_setup(model, manifest: str):
         digest = model_sha256(path)
         record = next((r for r in records if r.sha256 == digest), None)
     if record is None or record.head_bounds is None:
-        raise UserError(f"{manifest}: no record with head bounds for {model.path}")
+        raise CommandError(f"{manifest}: no record with head bounds for {model.path}")
     return record.head_bounds, record.morphs, [f"from {manifest}"]
 
 

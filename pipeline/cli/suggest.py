@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli import UserError, register_user_error
+from pipeline.cli import CommandError
 
 
 @click.command("suggest")
@@ -36,14 +36,13 @@ def command(models: tuple[str, ...], manifest: str | None, models_root: str | No
     from pipeline.progress import bar, summary_table
     from renderer.files import expand_inputs
 
-    register_user_error(ManifestError)
     files = expand_inputs(models)
     anchors = [Path(name) for name in models if Path(name).is_dir()] + [path for path in files if not any(
         path.resolve().is_relative_to(Path(name).resolve()) for name in models if Path(name).is_dir())]
     root = root_for_inputs(manifest, models_root, anchors)
     outside = [path for path in files if not path.resolve().is_relative_to(root.path)]
     if outside:
-        raise UserError(f"{outside[0]} is not inside the models root {root.path} ({root.origin}); "
+        raise CommandError(f"{outside[0]} is not inside the models root {root.path} ({root.origin}); "
                         f"pass --models-root with a folder that holds every model")
     records, outcomes = [], {name: [] for name in ("ok", "held for review", "rejected", "failed")}
     start = time.perf_counter()
@@ -62,7 +61,7 @@ def command(models: tuple[str, ...], manifest: str | None, models_root: str | No
         try:
             upsert_records(manifest, records, root=root.path)
         except ManifestError as error:
-            raise UserError(str(error)) from None
+            raise CommandError(str(error)) from None
     if not quiet:
         seconds = time.perf_counter() - start
         click.echo(f"{summary_table(outcomes)}\n{len(files)} models in {seconds:.1f} s "

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import click
 
-from pipeline.cli import register_user_error
-
 
 @click.command()
 @click.argument("root", metavar="DIR", type=click.Path(file_okay=False))
@@ -17,10 +15,8 @@ def command(ctx: click.Context, root: str) -> None:
     index.json says. With layers: the composite of each layer stack against its image,
     whose figures are printed (it fails only where the layers do not make up the image).
     """
-    from pipeline.shards import DatasetError
     from pipeline.verify import verify
 
-    register_user_error(DatasetError)
     composites: list = []
     defects = verify(root, composites=composites)
     for figures in composites:
