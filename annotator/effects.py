@@ -93,10 +93,6 @@ class FaceProbe:
         """(size, size) bool: the pixels of eye ``side`` (0 left, 1 right) in the close-ups."""
         return self._eye_masks[side]
 
-    def morph_effect(self, name: str) -> Effect:
-        """The effect of morph ``name`` (as the renderer's model names it) at weight 1."""
-        return self.measure(self.render(None, {name: 1.0}))
-
     def pose_effect(self, pose) -> Effect:
         """The effect of a pose through the renderer's own morph binding."""
         return self.measure(self.render(pose))
@@ -228,10 +224,3 @@ def _skin_colour(image: np.ndarray, centre: tuple[int, int], radius: int) -> np.
     if len(covered) == 0:
         return np.array([255.0, 220.0, 200.0], np.float32)
     return np.median(covered, axis=0).astype(np.float32)
-
-
-def probe_model(model: Model) -> Model:
-    """The model as the probe's renderer should see it (morph i also reachable as "#i")."""
-    from annotator.views import indexed
-
-    return indexed(model)

@@ -11,13 +11,23 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 
-def vertex_components(positions: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """(N,) label per vertex; vertices in no triangle get labels of their own."""
+def weld(positions: np.ndarray) -> np.ndarray:
+    """(N,) id per vertex, shared by vertices at the same position (to 1e-5)."""
     _, welded = np.unique(np.round(positions, 5), axis=0, return_inverse=True)
-    welded = welded.reshape(-1)
-    count = int(welded.max()) + 1 if len(welded) else 0
-    corners = welded[np.asarray(triangles, np.int64).reshape(-1, 3)] if len(triangles) else np.zeros((0, 3), int)
+    return welded.reshape(-1)
+
+
+def node_components(corners: np.ndarray, count: int) -> np.ndarray:
+    """(count,) connected-component label per node, for triangles given as (F, 3) node ids."""
+    corners = np.asarray(corners, np.int64).reshape(-1, 3)
     edges = np.concatenate([corners[:, [0, 1]], corners[:, [1, 2]]])
     graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(count, count))
-    _, labels = connected_components(graph, directed=False)
-    return labels[welded]
+    return connected_components(graph, directed=False)[1]
+
+
+def vertex_components(positions: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(N,) label per vertex; vertices in no triangle get labels of their own."""
+    welded = weld(positions)
+    count = int(welded.max()) + 1 if len(welded) else 0
+    corners = welded[np.asarray(triangles, np.int64).reshape(-1, 3)] if len(triangles) else np.zeros((0, 3), int)
+    return node_components(corners, count)[welded]

@@ -34,8 +34,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from annotator.layers import (
     BODY,
@@ -52,6 +50,7 @@ from annotator.layers import (
     normalise,
     skin_coloured,
 )
+from annotator.mesh import node_components, weld
 from renderer.model import Model, MorphKind
 
 MOVED = 0.01  # a morph moves a vertex by this fraction of the head height
@@ -258,16 +257,11 @@ def _components(positions: np.ndarray, triangles: np.ndarray, material: np.ndarr
     """(F,) connected-component label of every face: faces of one material sharing a vertex position."""
     if not len(triangles):
         return np.zeros(0, np.int64)
-    _, welded = np.unique(np.round(positions, 5), axis=0, return_inverse=True)
-    welded = welded.reshape(-1)
+    welded = weld(positions)
     nodes = material[:, None].astype(np.int64) * (welded.max() + 1) + welded[triangles]
     _, node = np.unique(nodes, return_inverse=True)
     node = node.reshape(-1, 3)
-    edges = np.concatenate([node[:, [0, 1]], node[:, [1, 2]]])
-    count = int(node.max()) + 1
-    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(count, count))
-    _, labels = connected_components(graph, directed=False)
-    return labels[node[:, 0]]
+    return node_components(node, int(node.max()) + 1)[node[:, 0]]
 
 
 def _moved_vertices(model: Model, threshold: float) -> dict[str, np.ndarray]:
